@@ -1,0 +1,146 @@
+"""Typed schemas of the training configuration, registered with Hydra's ConfigStore.
+
+The YAML files under ``configs/`` hold the values and the tuning advice; these dataclasses hold
+the shape. ``configs/train.yaml`` lists ``train_schema`` first in its defaults, so every group
+option and command-line override is merged into a struct config: an unknown key
+(``optim.lrr=1``) or a value of the wrong type (``optim.lr=abc``) fails and names the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    format: str = "medmnist"  # medmnist | npz | imagefolder
+    root: str | None = None  # folder holding the files; null = the package's bundled data
+    flag: str | None = None  # MedMNIST flag (pathmnist, pneumoniamnist, ...), format=medmnist
+    size: int = 28  # MedMNIST image size: 28, 64, 128 or 224
+    file: str | None = None  # .npz file name inside root (format=npz) or folder (imagefolder)
+    channels: int | None = None  # null: follow the data; 1 or 3 converts
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.5])
+    num_workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    pretrained: str | None = None  # hub name or local folder; null = random init from the preset
+    arch: str = "vit"  # vit | dinov2 (random init only; pretrained reads config.json)
+    patch_size: int = 16
+    hidden_size: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    image_size: int = 224  # position-embedding grid; other sizes are interpolated
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    name: str = MISSING
+    global_size: int = 224
+    local_size: int = 96
+    n_local: int = 8
+    global_scale: list[float] = field(default_factory=lambda: [0.32, 1.0])
+    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.32])
+    hflip: float = 0.5
+    vflip: float = 0.0
+    color_jitter: float = 0.8  # probability; 0 disables
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2  # RGB only
+    hue: float = 0.1  # RGB only
+    grayscale: float = 0.2  # RGB only
+    blur: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.5])  # global 1, global 2, local
+    solarize: float = 0.2  # second global view only
+
+
+@dataclass
+class HeadConfig:
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    nlayers: int = 3
+    norm_last_layer: bool = True
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    head: HeadConfig = field(default_factory=HeadConfig)
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_ratio: float = 0.3
+    center_momentum: float = 0.9
+    momentum_teacher: float = 0.996
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    clip_grad: float = 3.0  # 0 disables
+    freeze_last_layer_ratio: float = 0.01
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    batch_size: int = 64  # per process
+    grad_accum: int = 1
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 2
+    resume: bool = False
+    eval_every: int = 0  # k-NN on the eval split every N steps; 0 disables
+    compile: bool = False
+    progress: bool = True
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_schemas() -> None:
+    """Register ``train_schema`` so ``configs/train.yaml`` can validate against it."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def config_dir() -> Path:
+    """The ``configs/`` folder: packaged inside the wheel, or at the top of a source checkout."""
+    packaged = Path(str(resources.files("dino_mx"))) / "configs"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"dino-mx configs not found in {packaged} or {checkout}")

@@ -1,0 +1,81 @@
+"""Builders: the ``data`` config group to datasets, and channel conversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dino_mx.config import DataConfig
+from dino_mx.data.imagefolder import ImageFolderDataset
+from dino_mx.data.npz import NpzImageDataset, bundled_pneumoniamnist_path, medmnist_path
+
+FORMATS = ("medmnist", "npz", "imagefolder")
+
+
+def resolve_data_path(cfg: DataConfig) -> Path:
+    """Where the data of ``cfg`` lives; raises ``FileNotFoundError`` naming the expected path."""
+    if cfg.format not in FORMATS:
+        raise ValueError(f"unknown data.format '{cfg.format}'; valid choices: {', '.join(FORMATS)}")
+    if cfg.format == "medmnist":
+        if not cfg.flag:
+            raise ValueError("data.format=medmnist needs data.flag (e.g. pathmnist)")
+        if cfg.root is None:
+            if (cfg.flag, cfg.size) != ("pneumoniamnist", 28):
+                raise ValueError(
+                    f"only pneumoniamnist at 28 px is bundled; set data.root to the folder "
+                    f"holding {cfg.flag} files"
+                )
+            return bundled_pneumoniamnist_path()
+        return medmnist_path(cfg.root, cfg.flag, cfg.size)
+    if cfg.root is None or cfg.file is None:
+        raise ValueError(f"data.format={cfg.format} needs data.root and data.file")
+    path = Path(cfg.root).expanduser() / cfg.file
+    if not path.exists():
+        kind = "file" if cfg.format == "npz" else "folder of class sub-folders"
+        raise FileNotFoundError(
+            f"dataset '{cfg.name}' not found: expected the {kind} {path.resolve()}. Put it there "
+            f"or point data.root (and data.file) at it."
+        )
+    return path
+
+
+class ConvertChannels:
+    """(C, H, W) image -> ``channels`` channels: grey to RGB by repetition, RGB to grey by
+    ITU-R 601 luma (as PIL's ``convert("L")``)."""
+
+    def __init__(self, channels: int):
+        if channels not in (1, 3):
+            raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+        self.channels = channels
+
+    def __call__(self, image: Tensor) -> Tensor:
+        if image.shape[0] == self.channels:
+            return image
+        if self.channels == 3:
+            return image.expand(3, -1, -1).clone()
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        grey = (image.float() * weights).sum(0, keepdim=True).round().clamp(0, 255)
+        return grey.to(image.dtype)
+
+
+def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
+    """The raw dataset of ``split``, with ``channels``/``num_classes``/``labels`` attributes.
+
+    For an image folder, ``{folder}/{split}/`` is used when it exists, else the folder itself
+    holds the training set.
+    """
+    path = resolve_data_path(cfg)
+    if cfg.format == "imagefolder":
+        folder = path / split if (path / split).is_dir() else path
+        if folder == path and split != "train":
+            raise FileNotFoundError(f"image folder {path} has no '{split}' sub-folder")
+        dataset: Dataset = ImageFolderDataset(folder, channels=cfg.channels)
+    else:
+        dataset = NpzImageDataset(path, split)
+        if cfg.channels is not None and cfg.channels != dataset.channels:
+            dataset.transform = ConvertChannels(cfg.channels)
+            dataset.channels = cfg.channels
+    return dataset

@@ -1,0 +1,146 @@
+"""Class-per-folder image datasets (``root/<class>/<image>``) as raw uint8 images.
+
+Medical images arrive in many PIL modes: 8-bit gray, RGB(A), palette, CMYK, 1-bit
+masks and 16-bit gray TIFF/PNG from X-ray and microscopy. Each is converted to the
+requested channel count; 16-bit data is rescaled to 8 bits rather than clipped, which
+would saturate everything above 255.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.datasets.folder import find_classes, make_dataset
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# Modes with one intensity channel; "LA"/"La" carry an alpha that is dropped.
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+_HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _high_depth_to_uint8(array: np.ndarray, scaling: str) -> np.ndarray:
+    """Map 16/32-bit integer or float gray pixels to uint8.
+
+    ``"range"`` divides integers by 257 so 0..65535 maps onto 0..255 exactly (257 * k
+    -> k); float images, which have no fixed range, are always min-max stretched.
+    """
+    values = array.astype(np.float64)
+    if scaling == "range" and array.dtype.kind in "iu":
+        values = np.clip(values, 0, 65535) / 257.0
+    else:
+        low, high = float(values.min()), float(values.max())
+        values = (values - low) * (255.0 / (high - low)) if high > low else values * 0.0
+    return np.rint(values).astype(np.uint8)
+
+
+def _to_array(image: Image.Image, channels: int, scaling: str) -> np.ndarray:
+    """Convert a PIL image of any mode to a uint8 array ``(H, W)`` or ``(H, W, 3)``."""
+    if image.mode == "P":  # palette: expand, keeping a transparency entry's colour
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in _HIGH_DEPTH_MODES:
+        gray = _high_depth_to_uint8(np.asarray(image), scaling)
+        return gray if channels == 1 else np.repeat(gray[:, :, None], 3, axis=2)
+    if channels == 1:
+        return np.asarray(image.convert("L"))
+    if image.mode in _GRAY_MODES:  # replicate, avoiding colour-matrix rounding
+        gray = np.asarray(image.convert("L"))
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))  # RGBA drops alpha; CMYK/YCbCr/LAB converted
+
+
+class ImageFolderDataset(Dataset):
+    """Images in class sub-folders of ``root``, returned as uint8 ``(C, H, W)`` images.
+
+    Classes are the sub-folder names in sorted order (index 0 is the first name), found
+    with ``torchvision.datasets.folder.find_classes``. Files with extensions .png, .jpg,
+    .jpeg, .tif, .tiff (any case) are used; multi-page TIFFs give their first page.
+
+    Args:
+        root: Folder with one sub-folder per class.
+        transform: Called on each image (a ``tv_tensors.Image``) before it is returned.
+        channels: 1 (gray, PIL "L") or 3 (RGB); ``None`` infers it from the first image:
+            1 for gray modes (L, I;16, I, F, 1, LA), else 3.
+        scale_16bit: How 16-bit/32-bit gray is mapped to 8 bits: ``"range"`` divides by
+            257 (the full uint16 range onto 0..255, same mapping for every image);
+            ``"minmax"`` stretches each image's min..max onto 0..255 (use it for 10- or
+            12-bit data stored in 16-bit files, which "range" would leave dark).
+
+    Raises:
+        ValueError: ``channels`` or ``scale_16bit`` is invalid.
+        FileNotFoundError: ``root`` has no class folders, or a class has no images.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        transform: Callable | None = None,
+        channels: int | None = None,
+        scale_16bit: Literal["range", "minmax"] = "range",
+    ) -> None:
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+        if scale_16bit not in ("range", "minmax"):
+            raise ValueError(f"scale_16bit must be 'range' or 'minmax', got {scale_16bit!r}")
+        self.root = Path(root)
+        self.transform = transform
+        self.scale_16bit = scale_16bit
+        self.classes, self.class_to_idx = find_classes(str(self.root))
+        self.samples: list[tuple[str, int]] = make_dataset(
+            str(self.root), self.class_to_idx, extensions=IMAGE_EXTENSIONS
+        )
+        self.labels: np.ndarray = np.array([t for _, t in self.samples], dtype=np.int64)
+        self.num_classes: int = len(self.classes)
+        self.multilabel: bool = False
+        self.image_size: int | None = None  # images may differ in size
+        if channels is None:
+            channels = self._infer_channels(self.samples[0][0]) if self.samples else 3
+        self.channels: int = channels
+
+    @staticmethod
+    def _infer_channels(path: str) -> int:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                return 1 if image.mode in _GRAY_MODES else 3
+        except Exception as error:
+            raise OSError(f"cannot read image {path}: {error}") from error
+
+    def load(self, index: int) -> np.ndarray:
+        """Read sample ``index`` as a uint8 array ``(H, W)`` or ``(H, W, 3)``.
+
+        Raises:
+            OSError: The file is corrupt or unreadable; the message names its path.
+        """
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return _to_array(image, self.channels, self.scale_16bit)
+        except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, ...
+            raise OSError(f"cannot read image {path}: {error}") from error
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        """Return ``(image, label)``: a uint8 ``tv_tensors.Image`` ``(C, H, W)`` passed
+        through ``transform`` when given, and the class index."""
+        array = self.load(index)
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # HWC -> CHW
+        image = tv_tensors.Image(torch.from_numpy(np.array(array, order="C")))  # own copy
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.samples[index][1])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({str(self.root)!r}, n={len(self)}, "
+            f"channels={self.channels}, classes={self.classes})"
+        )

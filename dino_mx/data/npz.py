@@ -1,0 +1,248 @@
+"""MedMNIST-layout ``.npz`` datasets, read lazily through a memory map.
+
+A MedMNIST file (Yang et al., "MedMNIST v2", Scientific Data 10:41, 2023) is a NumPy
+``.npz`` holding ``{split}_images`` (uint8, NHW or NHWC) and ``{split}_labels`` (int64,
+``(N, 1)`` or ``(N, L)`` for multi-label) for the splits train, val and test.
+``np.load(..., mmap_mode="r")`` ignores ``mmap_mode`` for ``.npz`` archives and reads
+the whole member into RAM, which is 13 GB for PathMNIST-224; the official files are
+stored uncompressed, so the member's bytes can be memory-mapped in place instead.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+SPLITS = ("train", "val", "test")
+MEDMNIST_SIZES = (28, 64, 128, 224)
+
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
+
+
+def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Byte offset of an uncompressed zip member's data inside the archive."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        signature, name_len, extra_len = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
+    if signature != b"PK\x03\x04":
+        raise OSError(f"{path}: bad zip local header for member {info.filename!r}")
+    # The local extra field can differ from the central directory's, so read it here.
+    return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+
+
+def _open_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """Memory-map ``key`` from an ``.npz`` when stored uncompressed, else load it."""
+    info = zf.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # deflated/encrypted
+        with zf.open(info) as f:
+            return np.lib.format.read_array(f)
+    offset = _member_offset(path, info)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+        else:  # 2.0 and 3.0 share the 4-byte header length
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+        data_offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: member {key!r} holds Python objects; cannot memory-map")
+    if 0 in shape:  # mmap cannot map zero bytes
+        return np.empty(shape, dtype=dtype)
+    order = "F" if fortran_order else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape, order=order)
+
+
+class NpzImageDataset(Dataset):
+    """One split of a MedMNIST-layout ``.npz`` file, as raw uint8 images.
+
+    Images are memory-mapped when the archive member is stored uncompressed (as in the
+    official MedMNIST files) and loaded into RAM otherwise. Augmentation is left to
+    ``transform``.
+
+    Args:
+        path: The ``.npz`` file.
+        split: One of ``"train"``, ``"val"``, ``"test"``.
+        transform: Called on each image (a ``tv_tensors.Image``) before it is returned.
+        num_classes: Number of classes; by default ``labels.max() + 1`` of this split
+            (or the label width for multi-label files). Pass it when a split may lack
+            the last class.
+
+    Raises:
+        ValueError: ``split`` is not a valid split name, or the arrays are malformed.
+        KeyError: The file has no ``{split}_images`` or ``{split}_labels``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        split: str = "train",
+        transform: Callable | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.path = Path(path)
+        self.split = split
+        self.transform = transform
+        self._image_key = f"{split}_images"
+        with zipfile.ZipFile(self.path) as zf:
+            keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
+            for key in (self._image_key, f"{split}_labels"):
+                if key not in keys:
+                    raise KeyError(f"{self.path} has no key {key!r}; keys present: {keys}")
+            self._images: np.ndarray | None = _open_member(self.path, zf, self._image_key)
+            labels = np.asarray(_open_member(self.path, zf, f"{split}_labels"))
+        images = self._images
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ValueError(
+                f"{self.path}: {self._image_key} must be uint8 NHW or NHWC, "
+                f"got {images.dtype} {images.shape}"
+            )
+        if images.ndim == 4 and images.shape[3] not in (1, 3):
+            raise ValueError(f"{self.path}: {self._image_key} has {images.shape[3]} channels")
+        if labels.ndim == 1:
+            labels = labels[:, None]
+        if labels.ndim != 2 or len(labels) != len(images):
+            raise ValueError(
+                f"{self.path}: {split}_labels shape {labels.shape} does not match "
+                f"{len(images)} images"
+            )
+        self.multilabel: bool = labels.shape[1] > 1
+        # (N, L) for multi-label, else (N,)
+        self.labels: np.ndarray = (labels if self.multilabel else labels[:, 0]).astype(np.int64)
+        self.channels: int = 1 if images.ndim == 3 else int(images.shape[3])
+        self.image_size: int = int(images.shape[1])
+        if num_classes is None:
+            num_classes = labels.shape[1] if self.multilabel else int(labels.max(initial=-1)) + 1
+        self.num_classes: int = int(num_classes)
+
+    @property
+    def images(self) -> np.ndarray:
+        """The ``(N, H, W)`` or ``(N, H, W, C)`` uint8 array (a ``np.memmap`` when mapped)."""
+        if self._images is None:  # dropped when pickled into a DataLoader worker
+            with zipfile.ZipFile(self.path) as zf:
+                self._images = _open_member(self.path, zf, self._image_key)
+        return self._images
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling a memmap copies all its data; let each worker map the file itself.
+        state = self.__dict__.copy()
+        if isinstance(state["_images"], np.memmap):
+            state["_images"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int | torch.Tensor]:
+        """Return ``(image, label)``.
+
+        ``image`` is a uint8 ``tv_tensors.Image`` of shape ``(C, H, W)``, passed through
+        ``transform`` when given; ``label`` is an ``int``, or a float tensor ``(L,)`` of
+        0/1 targets for multi-label files.
+        """
+        array = np.array(self.images[index])  # copy out of the read-only map
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # HWC -> CHW
+        image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(array)))
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.multilabel:
+            return image, torch.from_numpy(self.labels[index].astype(np.float32))
+        return image, int(self.labels[index])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, split={self.split!r}, n={len(self)})"
+
+
+def _check_flag(flag: str) -> dict[str, Any]:
+    from medmnist import INFO  # imported here: medmnist pulls in sklearn (~2 s)
+
+    flags = sorted(f for f in INFO if "3d" not in f)
+    if flag not in flags:
+        raise ValueError(f"unknown 2-D MedMNIST flag {flag!r}; valid flags: {flags}")
+    return INFO[flag]
+
+
+def medmnist_info(flag: str) -> dict[str, Any]:
+    """Summarise a 2-D MedMNIST dataset from ``medmnist.INFO``.
+
+    Args:
+        flag: Dataset flag, e.g. ``"pathmnist"``.
+
+    Returns:
+        Dict with ``task`` (e.g. ``"multi-class"``), ``multilabel`` (``True`` for
+        ``"multi-label, binary-class"``), ``n_channels``, ``num_classes``, ``label_names``
+        (list indexed by class), ``n_samples`` (per split) and ``license``.
+
+    Raises:
+        ValueError: ``flag`` is not a 2-D MedMNIST flag.
+    """
+    info = _check_flag(flag)
+    names = [info["label"][k] for k in sorted(info["label"], key=int)]
+    return {
+        "flag": flag,
+        "task": info["task"],
+        "multilabel": info["task"].startswith("multi-label"),
+        "n_channels": int(info["n_channels"]),
+        "num_classes": len(names),
+        "label_names": names,
+        "n_samples": dict(info["n_samples"]),
+        "license": info["license"],
+    }
+
+
+def medmnist_path(root: str | Path, flag: str, size: int = 28) -> Path:
+    """Locate a MedMNIST file under ``root`` with MedMNIST's own file name.
+
+    The name is ``{flag}.npz`` at 28 px and ``{flag}_{size}.npz`` at 64, 128 and 224 px.
+    Nothing is downloaded.
+
+    Args:
+        root: Folder holding the ``.npz`` files.
+        flag: 2-D MedMNIST flag, e.g. ``"pathmnist"``.
+        size: Image side in pixels: 28, 64, 128 or 224.
+
+    Returns:
+        Path of the existing file.
+
+    Raises:
+        ValueError: ``flag`` or ``size`` is not a valid choice.
+        FileNotFoundError: The file is missing; the message gives the official URL, its
+            md5 and how to fetch it.
+    """
+    info = _check_flag(flag)
+    if size not in MEDMNIST_SIZES:
+        raise ValueError(f"MedMNIST size must be one of {MEDMNIST_SIZES}, got {size!r}")
+    suffix = "" if size == 28 else f"_{size}"
+    path = Path(root) / f"{flag}{suffix}.npz"
+    if not path.is_file():
+        url, md5 = info[f"url{suffix}"], info[f"MD5{suffix}"]
+        root_str = str(Path(root).expanduser().resolve())
+        raise FileNotFoundError(
+            f"MedMNIST file not found: {path}\n"
+            f"  official URL: {url}\n  md5: {md5}\n"
+            "Fetch it on a machine with internet access, e.g.\n"
+            f"  wget -O {path.name} '{url}' && md5sum {path.name}\n"
+            f"or  python -c \"import medmnist; medmnist.{info['python_class']}(split='train', "
+            f"download=True, size={size}, root='.')\"\n"
+            f"then copy {path.name} into {root_str}"
+        )
+    return path
+
+
+def bundled_pneumoniamnist_path() -> Path:
+    """Path of the PneumoniaMNIST copy shipped in ``dino_mx/assets`` (see its README).
+
+    Returns:
+        Path to ``pneumoniamnist.npz`` (28 px gray chest X-rays, 2 classes, CC BY 4.0).
+    """
+    return Path(__file__).resolve().parent.parent / "assets" / "pneumoniamnist.npz"

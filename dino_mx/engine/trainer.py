@@ -1,0 +1,268 @@
+"""The DINO training loop on Hugging Face Accelerate: one process, DDP or FSDP, CPU or GPU.
+
+Step-based: ``trainer.max_steps`` optimiser updates, each of ``trainer.grad_accum`` micro-batches
+of ``trainer.batch_size`` images per process. Every schedule is a closed form of the step, the
+data stream is a function of the seed (:mod:`dino_mx.data.sampler`), and the checkpoint holds
+everything else, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from dino_mx.data import InfiniteSampler, SeededAugment, build_dataset, build_multicrop
+from dino_mx.engine.checkpoint import TrainState, latest_checkpoint, list_checkpoints
+from dino_mx.engine.checkpoint import save_checkpoint
+from dino_mx.losses import DINOLoss
+from dino_mx.models import DINOHead, MultiCropModel, build_backbone
+from dino_mx.schedules import cosine_schedule, linear_warmup
+from dino_mx.teacher import build_teacher, ema_update, teacher_momentum
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(precision: str) -> str:
+    """``trainer.precision`` to Accelerate's ``mixed_precision``: auto = bf16 on a GPU that has
+    it, else fp32 (bf16 autocast on a CPU without bf16 units is ~15x slower)."""
+    choices = {"auto", "fp32", "bf16", "fp16"}
+    if precision not in choices:
+        raise ValueError(f"trainer.precision '{precision}'; valid choices: {sorted(choices)}")
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "no" if precision == "fp32" else precision
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """DINO's split: biases and 1-D parameters (norms) get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False}]
+
+
+@dataclass
+class Schedules:
+    """All per-step hyper-parameters of one run, as closed forms of the step."""
+
+    cfg: DictConfig
+
+    def at(self, step: int) -> dict[str, float]:
+        o, m, total = self.cfg.optim, self.cfg.method, self.cfg.trainer.max_steps
+        return {
+            "lr": cosine_schedule(
+                step, total, o.lr, o.min_lr, warmup_steps=int(o.warmup_ratio * total)
+            ),
+            "wd": cosine_schedule(step, total, o.weight_decay, o.weight_decay_end),
+            "momentum": teacher_momentum(step, total, m.momentum_teacher),
+            "teacher_temp": linear_warmup(
+                step,
+                int(m.warmup_teacher_temp_ratio * total),
+                m.warmup_teacher_temp,
+                m.teacher_temp,
+            ),
+        }
+
+
+@torch.no_grad()
+def teacher_entropies(probs: list[Tensor]) -> tuple[float, float]:
+    """Collapse monitors of the teacher's (B, K) distributions.
+
+    Returns the mean per-sample entropy (log K when uniform: collapse to uniform) and the
+    entropy of the batch-mean distribution (0 when every sample picks one prototype).
+    """
+    p = torch.cat(probs).float()  # (n_views * B, K)
+    per_sample = -(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean()
+    mean = p.mean(0)
+    batch = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+    return per_sample.item(), batch.item()
+
+
+def _batches(loader: DataLoader) -> Iterator[list[Tensor]]:
+    for crops, _ in loader:
+        yield crops
+
+
+class Trainer:
+    """Builds every piece from the config and runs the loop. Use :func:`train`."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, accelerator: Accelerator):
+        self.cfg, self.run_dir, self.acc = cfg, run_dir, accelerator
+        t = cfg.trainer
+        self.dataset = build_dataset(cfg.data, "train")
+        channels = self.dataset.channels
+        self.transform = build_multicrop(cfg.augment, channels, cfg.data.mean, cfg.data.std)
+        backbone = build_backbone(cfg.model, channels)
+        h = cfg.method.head
+        head = DINOHead(
+            backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers,
+            h.norm_last_layer,
+        )
+        student = MultiCropModel(backbone, head)
+        self.teacher = build_teacher(student).to(accelerator.device)
+        self.loss_fn = DINOLoss(h.out_dim, cfg.method.student_temp, cfg.method.center_momentum)
+        self.loss_fn.to(accelerator.device)
+        o = cfg.optim
+        optimizer = torch.optim.AdamW(param_groups(student), lr=0.0, betas=tuple(o.betas))
+        if t.compile:
+            student = torch.compile(student)
+        self.student, self.optimizer = accelerator.prepare(student, optimizer)
+        self.state = TrainState()
+        # Order must match dino_mx.engine.checkpoint.CUSTOM_OBJECTS.
+        accelerator.register_for_checkpointing(self.teacher, self.loss_fn, self.state)
+        self.schedules = Schedules(cfg)
+        self.freeze_last_layer_steps = int(o.freeze_last_layer_ratio * t.max_steps)
+        self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+
+    def _loader(self) -> DataLoader:
+        t = self.cfg.trainer
+        start = self.state.step * t.grad_accum * t.batch_size
+        sampler = InfiniteSampler(
+            len(self.dataset), t.seed, self.acc.process_index, self.acc.num_processes, start
+        )
+        workers = self.cfg.data.num_workers
+        return DataLoader(
+            SeededAugment(self.dataset, self.transform),
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=True,
+            pin_memory=self.acc.device.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    def resume(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            if self.cfg.trainer.resume:
+                log.warning("trainer.resume=true but %s has no checkpoint: starting", self.run_dir)
+            return
+        if not self.cfg.trainer.resume:
+            raise FileExistsError(
+                f"{self.run_dir} already holds checkpoints ({ckpt.name}); pass trainer.resume=true "
+                "to continue that run, or choose another paths.output_dir"
+            )
+        self.acc.load_state(str(ckpt))
+        log.info("resumed from %s at step %d", ckpt, self.state.step)
+
+    def _set_hparams(self, values: dict[str, float]) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = values["lr"]
+            group["weight_decay"] = values["wd"] if group["apply_wd"] else 0.0
+
+    def _step(self, batches: Iterator[list[Tensor]], hp: dict[str, float], monitor: bool) -> dict:
+        """One optimiser update over ``grad_accum`` micro-batches; returns scalars to log."""
+        acc, step = self.acc, self.state.step
+        out: dict[str, float] = {}
+        total = 0.0
+        for _ in range(self.cfg.trainer.grad_accum):
+            crops = [c.to(acc.device, non_blocking=True) for c in next(batches)]
+            with acc.accumulate(self.student), acc.autocast():
+                with torch.no_grad():
+                    teacher_out = self.teacher(crops[:2])  # global views only
+                if monitor and not out:
+                    probs = self.loss_fn.teacher_probs(teacher_out, hp["teacher_temp"])
+                    out["teacher_entropy"], out["teacher_batch_entropy"] = teacher_entropies(probs)
+                student_out = self.student(crops)
+                loss = self.loss_fn(student_out, teacher_out, hp["teacher_temp"])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at step {step}; lower optim.lr or raise "
+                        "optim.warmup_ratio (the last checkpoint is intact)"
+                    )
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    if self.cfg.optim.clip_grad > 0:
+                        acc.clip_grad_norm_(self.student.parameters(), self.cfg.optim.clip_grad)
+                    if step < self.freeze_last_layer_steps:
+                        for p in acc.unwrap_model(self.student).head.last_layer.parameters():
+                            p.grad = None
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total += loss.detach().item()
+        ema_update(self.teacher, acc.unwrap_model(self.student), hp["momentum"])
+        out["loss"] = total / self.cfg.trainer.grad_accum
+        if monitor:
+            out["center_norm"] = self.loss_fn.center.norm().item()
+        return out
+
+    def fit(self) -> dict[str, float]:
+        """Train to ``trainer.max_steps``; returns the last logged scalars."""
+        t, acc = self.cfg.trainer, self.acc
+        self.resume()
+        if acc.is_main_process:
+            (self.run_dir / "config.yaml").write_text(self.config_yaml)
+        self.student.train()
+        batches = _batches(self._loader())
+        bar = tqdm(
+            total=t.max_steps, initial=self.state.step, disable=not (acc.is_main_process and
+                                                                      t.progress),
+            dynamic_ncols=True, desc="train",
+        )
+        history = self.run_dir / "train_log.jsonl"
+        last: dict[str, float] = {}
+        while self.state.step < t.max_steps:
+            step = self.state.step
+            hp = self.schedules.at(step)
+            self._set_hparams(hp)
+            monitor = step % t.log_every == 0 or step == t.max_steps - 1
+            scalars = self._step(batches, hp, monitor)
+            self.state.step += 1
+            bar.update(1)
+            if monitor:
+                last = {**hp, **scalars, "step": step}
+                acc.log({k: v for k, v in last.items() if k != "step"}, step=step)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{hp['lr']:.2e}",
+                                m=f"{hp['momentum']:.4f}")
+                if acc.is_main_process:
+                    with history.open("a") as f:
+                        f.write(json.dumps(last) + "\n")
+            done = self.state.step == t.max_steps
+            if done or (t.save_every > 0 and self.state.step % t.save_every == 0):
+                save_checkpoint(acc, self.run_dir, self.state.step, self.config_yaml, t.keep_last)
+        bar.close()
+        acc.end_training()
+        return last
+
+
+def make_accelerator(cfg: DictConfig, run_dir: Path) -> Accelerator:
+    """Accelerator with this run's precision, accumulation and TensorBoard folder."""
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)  # e.g. unused mask token
+    acc = Accelerator(
+        mixed_precision=resolve_precision(cfg.trainer.precision),
+        gradient_accumulation_steps=cfg.trainer.grad_accum,
+        log_with="tensorboard",
+        project_dir=str(run_dir),
+        kwargs_handlers=[ddp],
+    )
+    acc.init_trackers("tb")
+    return acc
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Run (or resume) the DINO training described by ``cfg`` in ``run_dir``."""
+    if cfg.trainer.max_steps <= 0 or math.isnan(cfg.optim.lr):
+        raise ValueError("trainer.max_steps must be positive and optim.lr a number")
+    set_seed(cfg.trainer.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, accelerator)
+    return trainer.fit()
+
+
+__all__ = ["Trainer", "list_checkpoints", "param_groups", "resolve_precision", "train"]

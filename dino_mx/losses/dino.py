@@ -1,0 +1,100 @@
+"""DINO self-distillation loss on CLS-token prototypes (Caron et al., ICCV 2021).
+
+The teacher's global-view outputs are centred with an EMA centre and sharpened by a low
+temperature; the student's outputs over every view are matched to them by cross-entropy, over
+cross-view pairs only (a view never predicts itself).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DINOLoss(nn.Module):
+    """Cross-entropy between sharpened, centred teacher and student prototype distributions.
+
+    Args:
+        out_dim: Number of prototypes K (the head's output width).
+        student_temp: Student softmax temperature (DINO: 0.1).
+        center_momentum: EMA momentum of the teacher centre (DINO: 0.9).
+
+    The centre is a buffer of shape (1, K) so it is saved with the module's state dict and
+    averaged across processes when ``torch.distributed`` is initialised.
+    """
+
+    center: Tensor
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
+        super().__init__()
+        if out_dim <= 0:
+            raise ValueError(f"out_dim must be positive, got {out_dim}")
+        if not 0.0 <= center_momentum < 1.0:
+            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum}")
+        self.out_dim = out_dim
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def teacher_probs(self, teacher_out: list[Tensor], teacher_temp: float) -> list[Tensor]:
+        """Centre and sharpen teacher logits: softmax((t - c) / teacher_temp), each (B, K)."""
+        return [F.softmax((t.float() - self.center) / teacher_temp, dim=-1) for t in teacher_out]
+
+    def forward(
+        self, student_out: list[Tensor], teacher_out: list[Tensor], teacher_temp: float
+    ) -> Tensor:
+        """Average cross-view cross-entropy, then update the centre.
+
+        Args:
+            student_out: One (B, K) logit tensor per student view: the global views first, in the
+                same order as ``teacher_out``, then the local views.
+            teacher_out: One (B, K) logit tensor per teacher (global) view.
+            teacher_temp: Teacher temperature for this step (scheduled outside the loss).
+
+        Returns:
+            Scalar loss: mean over (teacher view, student view) pairs with different indices of
+            the batch-mean of ``sum_k -q_k log p_k``.
+        """
+        if not student_out or not teacher_out:
+            raise ValueError("student_out and teacher_out must be non-empty lists of tensors")
+        if len(teacher_out) > len(student_out):
+            raise ValueError(
+                f"got {len(teacher_out)} teacher views but only {len(student_out)} student views; "
+                "the teacher's views must be the student's first views"
+            )
+        shapes = {tuple(t.shape) for t in [*student_out, *teacher_out]}
+        if len(shapes) != 1 or next(iter(shapes))[-1] != self.out_dim:
+            raise ValueError(f"every view must be (B, {self.out_dim}); got shapes {sorted(shapes)}")
+        if teacher_temp <= 0:
+            raise ValueError(f"teacher_temp must be positive, got {teacher_temp}")
+
+        teacher_out = [t.detach() for t in teacher_out]
+        targets = self.teacher_probs(teacher_out, teacher_temp)
+        log_probs = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_out]
+
+        total = student_out[0].new_zeros((), dtype=torch.float32)
+        n_pairs = 0
+        for iq, q in enumerate(targets):
+            for iv, log_p in enumerate(log_probs):
+                if iv == iq:
+                    continue  # same view: skip, DINO only matches different views
+                total = total + torch.sum(-q * log_p, dim=-1).mean()
+                n_pairs += 1
+        if n_pairs == 0:
+            raise ValueError("need at least two views to form a cross-view pair")
+        self.update_center(teacher_out)
+        return total / n_pairs
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: list[Tensor]) -> None:
+        """center <- m * center + (1 - m) * mean of teacher logits over all views and processes."""
+        logits = torch.cat(teacher_out).float()  # (n_views * B, K)
+        batch_sum = logits.sum(dim=0, keepdim=True)
+        count = torch.tensor(float(logits.shape[0]), device=logits.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_sum)
+            dist.all_reduce(count)
+        batch_center = batch_sum / count
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

@@ -1,0 +1,21 @@
+"""Backbones, heads and the multi-crop wrapper."""
+
+from dino_mx.models.backbone import (
+    Backbone,
+    adapt_input_channels,
+    build_backbone,
+    load_pretrained_model,
+    random_init_model,
+)
+from dino_mx.models.head import DINOHead
+from dino_mx.models.multicrop import MultiCropModel
+
+__all__ = [
+    "Backbone",
+    "DINOHead",
+    "MultiCropModel",
+    "adapt_input_channels",
+    "build_backbone",
+    "load_pretrained_model",
+    "random_init_model",
+]

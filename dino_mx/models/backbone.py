@@ -1,0 +1,190 @@
+"""Vision Transformer backbones from Hugging Face ``transformers``.
+
+A backbone is either loaded with ``from_pretrained`` (a hub name such as
+``facebook/dinov2-small`` or a local folder) or built at random from a size preset for CPU work.
+Either way it is wrapped in :class:`Backbone`, which returns the CLS token and the patch tokens
+and interpolates position embeddings, so local crops smaller than global ones just work.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    Dinov2Config,
+    Dinov2Model,
+    PreTrainedModel,
+    ViTConfig,
+    ViTModel,
+)
+
+from dino_mx.config import ModelConfig
+
+ARCHS = ("vit", "dinov2")
+
+
+class Backbone(nn.Module):
+    """A Hugging Face ViT or DINOv2 encoder returning ``(cls, patches)``.
+
+    Args:
+        model: ``ViTModel`` or ``Dinov2Model`` (anything with ``last_hidden_state`` whose first
+            token is CLS and whose config has ``hidden_size``, ``patch_size``, ``num_channels``).
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+        self.embed_dim: int = model.config.hidden_size
+        self.patch_size: int = model.config.patch_size
+        self.num_channels: int = model.config.num_channels
+        self._interpolate = isinstance(model, ViTModel)  # Dinov2Model always interpolates
+        # Register tokens (DINOv2 with registers) sit between CLS and the patches.
+        self.num_prefix_tokens = 1 + getattr(model.config, "num_register_tokens", 0)
+
+    def forward(
+        self, pixel_values: Tensor, bool_masked_pos: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Encode images.
+
+        Args:
+            pixel_values: (B, C, H, W) normalised images; H and W multiples of the patch size.
+            bool_masked_pos: Optional (B, N) mask of patches replaced by the mask token.
+
+        Returns:
+            ``cls`` (B, D) and ``patches`` (B, N, D), N = (H / p) * (W / p), after the final norm.
+        """
+        kwargs = {"interpolate_pos_encoding": True} if self._interpolate else {}
+        out = self.model(pixel_values=pixel_values, bool_masked_pos=bool_masked_pos, **kwargs)
+        tokens = out.last_hidden_state  # (B, prefix + N, D)
+        return tokens[:, 0], tokens[:, self.num_prefix_tokens :]
+
+
+def random_init_model(
+    arch: str,
+    *,
+    num_channels: int,
+    image_size: int,
+    patch_size: int,
+    hidden_size: int,
+    depth: int,
+    num_heads: int,
+    mlp_ratio: float = 4.0,
+    drop_path_rate: float = 0.0,
+) -> PreTrainedModel:
+    """Build an untrained ``ViTModel`` (arch ``vit``) or ``Dinov2Model`` (arch ``dinov2``)."""
+    common = dict(
+        hidden_size=hidden_size,
+        num_hidden_layers=depth,
+        num_attention_heads=num_heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=num_channels,
+    )
+    if arch == "vit":
+        config = ViTConfig(intermediate_size=int(hidden_size * mlp_ratio), **common)
+        if drop_path_rate:
+            raise ValueError("transformers' ViTModel has no drop path; use arch=dinov2 for it")
+        return ViTModel(config, add_pooling_layer=False)
+    if arch == "dinov2":
+        config = Dinov2Config(mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, **common)
+        return Dinov2Model(config)
+    raise ValueError(f"unknown model.arch '{arch}'; valid choices: {', '.join(ARCHS)}")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_pretrained_model(name_or_path: str, num_channels: int | None = None) -> PreTrainedModel:
+    """``AutoModel.from_pretrained`` that fails fast offline and adapts the input channels.
+
+    A hub name is looked up in the local cache first; when it is not there and the hub cannot be
+    reached (``HF_HUB_OFFLINE=1`` or no network), the error says to pass a local folder instead of
+    retrying for a minute. A pretrained RGB model used on 1-channel data gets a patch embedding
+    whose single filter is the sum of its RGB filters: exactly what the model computed on the
+    grey image repeated in all three channels.
+    """
+    local = Path(name_or_path).expanduser()
+    kwargs: dict = {}
+    if local.is_dir():
+        source = str(local)
+    else:
+        source = name_or_path
+        try:
+            AutoConfig.from_pretrained(source, local_files_only=True)
+            kwargs["local_files_only"] = True
+        except OSError:
+            offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+            if offline or not _hub_reachable():
+                raise OSError(
+                    f"cannot load '{name_or_path}': it is not a local folder, not in the Hugging "
+                    "Face cache, and the hub is unreachable"
+                    f"{' (HF_HUB_OFFLINE is set)' if offline else ''}. On a connected machine run "
+                    f"`huggingface-cli download {name_or_path} --local-dir DIR`, copy DIR here and "
+                    "pass model.pretrained=DIR (or --model DIR)."
+                ) from None
+    config = AutoConfig.from_pretrained(source, **kwargs)
+    if config.model_type == "vit":
+        kwargs["add_pooling_layer"] = False  # DINO uses the CLS token, not the pooler
+    model = AutoModel.from_pretrained(source, **kwargs)
+    if num_channels is not None and num_channels != model.config.num_channels:
+        adapt_input_channels(model, num_channels)
+    return model
+
+
+@torch.no_grad()
+def adapt_input_channels(model: PreTrainedModel, num_channels: int) -> None:
+    """Rebuild the patch embedding for ``num_channels`` inputs, in place.
+
+    RGB -> 1 channel sums the filters over RGB; 1 -> 3 channels splits the filter in three.
+    """
+    patch = model.embeddings.patch_embeddings
+    conv: nn.Conv2d = patch.projection
+    weight = conv.weight  # (D, C_in, p, p)
+    if num_channels == 1:
+        new_weight = weight.sum(dim=1, keepdim=True)
+    elif weight.shape[1] == 1:
+        new_weight = weight.repeat(1, num_channels, 1, 1) / num_channels
+    else:
+        raise ValueError(f"cannot adapt a {weight.shape[1]}-channel model to {num_channels}")
+    new_conv = nn.Conv2d(
+        num_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=conv.bias is not None
+    )
+    new_conv.weight.copy_(new_weight)
+    if conv.bias is not None:
+        new_conv.bias.copy_(conv.bias)
+    patch.projection = new_conv
+    patch.num_channels = num_channels
+    model.config.num_channels = num_channels
+
+
+def build_backbone(cfg: ModelConfig, num_channels: int) -> Backbone:
+    """Builder: the ``model`` config group to a :class:`Backbone` with ``num_channels`` inputs."""
+    if cfg.pretrained:
+        return Backbone(load_pretrained_model(cfg.pretrained, num_channels))
+    model = random_init_model(
+        cfg.arch,
+        num_channels=num_channels,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        hidden_size=cfg.hidden_size,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio,
+        drop_path_rate=cfg.drop_path_rate,
+    )
+    return Backbone(model)
