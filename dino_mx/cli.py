@@ -1,7 +1,7 @@
 """The ``dino-mx`` command.
 
-    dino-mx train [HYDRA OVERRIDES...]     train (see dino_mx/train.py)
-    dino-mx eval knn|linear --ckpt RUN     evaluate frozen features
+dino-mx train [HYDRA OVERRIDES...]     train (see dino_mx/train.py)
+dino-mx eval knn|linear --ckpt RUN     evaluate frozen features
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import sys
 
-if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
-    os.path.abspath(__file__)
+if (
+    __name__ == "__main__"
+    and sys.path
+    and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__))
 ):
     # Run as a script: drop the package folder from sys.path so that dino_mx/data etc. cannot
     # shadow top-level modules, and import dino_mx from the installed package.
@@ -23,6 +25,7 @@ if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.pa
 from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
+import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from accelerate.utils import broadcast_object_list  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -35,7 +38,7 @@ register_schemas()
 def shared_run_dir(output_dir: str) -> Path:
     """The run directory as resolved by the main process, shared with every other process
     (``${now:...}`` differs between ranks that resolve it themselves)."""
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     holder = [str(Path(output_dir).expanduser().resolve())]
     if state.num_processes > 1:
         broadcast_object_list(holder, from_process=0)

@@ -31,7 +31,10 @@ def resolve_data_path(cfg: DataConfig) -> Path:
             return bundled_pneumoniamnist_path()
         return medmnist_path(cfg.root, cfg.flag, cfg.size)
     if cfg.root is None or cfg.file is None:
-        raise ValueError(f"data.format={cfg.format} needs data.root and data.file")
+        raise ValueError(
+            f"dataset '{cfg.name}' (format {cfg.format}) needs data.root, the folder holding "
+            f"{cfg.file or 'the data'}, e.g. data.root=../shared/data"
+        )
     path = Path(cfg.root).expanduser() / cfg.file
     if not path.exists():
         kind = "file" if cfg.format == "npz" else "folder of class sub-folders"

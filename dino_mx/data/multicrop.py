@@ -119,8 +119,9 @@ class MultiCrop:
         return [c.as_subclass(Tensor) for c in crops]  # plain tensors: no tv_tensor dispatch
 
 
-def build_multicrop(cfg: AugmentConfig, channels: int, mean: Sequence[float],
-                    std: Sequence[float]) -> MultiCrop:
+def build_multicrop(
+    cfg: AugmentConfig, channels: int, mean: Sequence[float], std: Sequence[float]
+) -> MultiCrop:
     """Builder: the ``augment`` config group to a :class:`MultiCrop`."""
     return MultiCrop(
         channels,

@@ -32,8 +32,9 @@ class InfiniteSampler(Sampler[tuple[int, int]]):
         start: Number of this process's samples to skip (resume).
     """
 
-    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start: int = 0):
+    def __init__(
+        self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0
+    ):
         if size < world_size:
             raise ValueError(f"dataset of {size} samples is smaller than world size {world_size}")
         self.size = size
@@ -51,7 +52,8 @@ class InfiniteSampler(Sampler[tuple[int, int]]):
             for pos in range(offset, self.per_rank):
                 index = int(perm[pos * self.world_size + self.rank])
                 # One seed per (run seed, epoch, position in the global order).
-                yield index, hash((self.seed, epoch, pos * self.world_size + self.rank)) & 0x7FFFFFFF
+                position = pos * self.world_size + self.rank
+                yield index, hash((self.seed, epoch, position)) & 0x7FFFFFFF
             epoch, offset = epoch + 1, 0
 
 

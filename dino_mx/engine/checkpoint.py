@@ -63,6 +63,7 @@ def save_checkpoint(
     tmp = root / f".tmp_step_{step:07d}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)  # every rank writes its RNG state here
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()

@@ -17,15 +17,19 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dino_mx.data import InfiniteSampler, SeededAugment, build_dataset, build_multicrop
-from dino_mx.engine.checkpoint import TrainState, latest_checkpoint, list_checkpoints
-from dino_mx.engine.checkpoint import save_checkpoint
+from dino_mx.engine.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    list_checkpoints,
+    save_checkpoint,
+)
 from dino_mx.losses import DINOLoss
 from dino_mx.models import DINOHead, MultiCropModel, build_backbone
 from dino_mx.schedules import cosine_schedule, linear_warmup
@@ -107,13 +111,21 @@ class Trainer:
         channels = self.dataset.channels
         self.transform = build_multicrop(cfg.augment, channels, cfg.data.mean, cfg.data.std)
         backbone = build_backbone(cfg.model, channels)
+        # DINOv1 never masks patches: a backbone's mask token would be an unused parameter
+        # (an error under DDP), so it is frozen rather than trained by nothing.
+        for name, p in backbone.named_parameters():
+            if name.endswith("mask_token"):
+                p.requires_grad_(False)
         h = cfg.method.head
         head = DINOHead(
-            backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers,
+            backbone.embed_dim,
+            h.out_dim,
+            h.hidden_dim,
+            h.bottleneck_dim,
+            h.nlayers,
             h.norm_last_layer,
         )
         student = MultiCropModel(backbone, head)
-        self.teacher = build_teacher(student).to(accelerator.device)
         self.loss_fn = DINOLoss(h.out_dim, cfg.method.student_temp, cfg.method.center_momentum)
         self.loss_fn.to(accelerator.device)
         o = cfg.optim
@@ -121,6 +133,8 @@ class Trainer:
         if t.compile:
             student = torch.compile(student)
         self.student, self.optimizer = accelerator.prepare(student, optimizer)
+        # After prepare: DDP has broadcast rank 0's weights, so every rank's teacher starts equal.
+        self.teacher = build_teacher(accelerator.unwrap_model(self.student))
         self.state = TrainState()
         # Order must match dino_mx.engine.checkpoint.CUSTOM_OBJECTS.
         accelerator.register_for_checkpointing(self.teacher, self.loss_fn, self.state)
@@ -210,9 +224,11 @@ class Trainer:
         self.student.train()
         batches = _batches(self._loader())
         bar = tqdm(
-            total=t.max_steps, initial=self.state.step, disable=not (acc.is_main_process and
-                                                                      t.progress),
-            dynamic_ncols=True, desc="train",
+            total=t.max_steps,
+            initial=self.state.step,
+            disable=not (acc.is_main_process and t.progress),
+            dynamic_ncols=True,
+            desc="train",
         )
         history = self.run_dir / "train_log.jsonl"
         last: dict[str, float] = {}
@@ -227,8 +243,9 @@ class Trainer:
             if monitor:
                 last = {**hp, **scalars, "step": step}
                 acc.log({k: v for k, v in last.items() if k != "step"}, step=step)
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{hp['lr']:.2e}",
-                                m=f"{hp['momentum']:.4f}")
+                bar.set_postfix(
+                    loss=f"{scalars['loss']:.4f}", lr=f"{hp['lr']:.2e}", m=f"{hp['momentum']:.4f}"
+                )
                 if acc.is_main_process:
                     with history.open("a") as f:
                         f.write(json.dumps(last) + "\n")
@@ -242,15 +259,16 @@ class Trainer:
 
 def make_accelerator(cfg: DictConfig, run_dir: Path) -> Accelerator:
     """Accelerator with this run's precision, accumulation and TensorBoard folder."""
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)  # e.g. unused mask token
     acc = Accelerator(
+        # Without cpu=True, Accelerate ignores torchrun's WORLD_SIZE on a machine without CUDA.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=resolve_precision(cfg.trainer.precision),
         gradient_accumulation_steps=cfg.trainer.grad_accum,
         log_with="tensorboard",
         project_dir=str(run_dir),
-        kwargs_handlers=[ddp],
     )
     acc.init_trackers("tb")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file otherwise
     return acc
 
 

@@ -93,7 +93,9 @@ def random_init_model(
             raise ValueError("transformers' ViTModel has no drop path; use arch=dinov2 for it")
         return ViTModel(config, add_pooling_layer=False)
     if arch == "dinov2":
-        config = Dinov2Config(mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, **common)
+        if not float(mlp_ratio).is_integer():
+            raise ValueError(f"Dinov2Config needs an integer mlp_ratio, got {mlp_ratio}")
+        config = Dinov2Config(mlp_ratio=int(mlp_ratio), drop_path_rate=drop_path_rate, **common)
         return Dinov2Model(config)
     raise ValueError(f"unknown model.arch '{arch}'; valid choices: {', '.join(ARCHS)}")
 

@@ -1,0 +1,72 @@
+"""Two real CPU processes (gloo) through torchrun: the same script as a one-process run."""
+
+import os
+import subprocess
+import sys
+from itertools import islice
+from pathlib import Path
+
+import pytest
+import torch
+
+from dino_mx.data import InfiniteSampler, build_dataset
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def torchrun(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        *args,
+    ]
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.dist
+def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path):
+    torchrun(
+        str(ROOT / "tests/engine/dist_worker.py"),
+        str(tmp_path / "run"),
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["world_size"] == r1["world_size"] == 2
+    for part in ("student", "teacher"):
+        for key in r0[part]:
+            assert torch.equal(r0[part][key], r1[part][key]), (part, key)
+    # Each rank saw different images, so equal centres mean they were averaged across ranks.
+    assert torch.equal(r0["center"], r1["center"]) and r0["center"].abs().sum() > 0
+
+
+@pytest.mark.dist
+def test_train_script_runs_under_torchrun(tmp_path):
+    run = tmp_path / "run"
+    torchrun(
+        str(ROOT / "dino_mx/train.py"),
+        "+experiment=smoke",
+        f"paths.output_dir={run}",
+        "trainer.progress=false",
+        "trainer.max_steps=2",
+        cwd=tmp_path,
+    )
+    ckpt = run / "checkpoints" / "step_0000002"
+    assert sorted(p.name for p in ckpt.glob("random_states_*.pkl")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
+
+
+def test_each_rank_reads_a_disjoint_half_of_every_epoch():
+    n = len(build_dataset(make_config().data))
+    halves = [{i for i, _ in islice(InfiniteSampler(n, 0, rank, 2), n // 2)} for rank in (0, 1)]
+    assert not halves[0] & halves[1] and len(halves[0] | halves[1]) == 2 * (n // 2)

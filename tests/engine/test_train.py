@@ -1,0 +1,113 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from dino_mx.engine.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_component,
+    save_checkpoint,
+)
+from dino_mx.engine.trainer import train
+from tests.conftest import make_config
+
+
+def test_smoke_trains_end_to_end_and_saves_everything(tmp_path, smoke_config):
+    run = tmp_path / "run"
+    last = train(smoke_config(run), run)
+    assert math.isfinite(last["loss"]) and last["step"] == 3
+    assert [p.name for p in list_checkpoints(run)] == ["step_0000002", "step_0000004"]
+    ckpt = latest_checkpoint(run)
+    assert ckpt.name == "step_0000004"
+    for name in ("model.safetensors", "optimizer.bin", "config.yaml"):
+        assert (ckpt / name).is_file()
+    assert load_component(ckpt, "train_state") == {"step": 4}
+    assert "center" in load_component(ckpt, "loss")
+    assert any(k.startswith("backbone.model.") for k in load_component(ckpt, "teacher"))
+    saved = (run / "config.yaml").read_text()
+    assert "${" not in saved and str(run) in saved  # resolved, with the real run dir
+    logged = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logged] == [0, 1, 2, 3]
+    assert {"lr", "wd", "momentum", "teacher_temp", "teacher_entropy", "center_norm"} <= set(
+        logged[0]
+    )
+    assert any((run / "tb").rglob("events.out.tfevents.*"))
+
+
+def state(ckpt):
+    return (
+        load_file(ckpt / "model.safetensors"),
+        load_component(ckpt, "teacher"),
+        load_component(ckpt, "loss"),
+    )
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, smoke_config):
+    straight = tmp_path / "straight"
+    train(
+        smoke_config(
+            straight, "trainer.max_steps=6", "trainer.save_every=3", "trainer.keep_last=0"
+        ),
+        straight,
+    )
+    # An interrupted run: only the step-3 checkpoint survived.
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(straight / "checkpoints/step_0000003", resumed / "checkpoints/step_0000003")
+    train(
+        smoke_config(resumed, "trainer.max_steps=6", "trainer.save_every=3", "trainer.resume=true"),
+        resumed,
+    )
+    for a, b in zip(
+        state(straight / "checkpoints/step_0000006"), state(resumed / "checkpoints/step_0000006")
+    ):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, smoke_config):
+    run = tmp_path / "run"
+    train(smoke_config(run, "trainer.max_steps=2"), run)
+    with pytest.raises(FileExistsError, match="trainer.resume=true"):
+        train(smoke_config(run, "trainer.max_steps=2"), run)
+
+
+def test_crash_during_save_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    acc = Accelerator(cpu=True)
+    model = acc.prepare(torch.nn.Linear(2, 2))
+    good = save_checkpoint(acc, tmp_path, 1, "a: 1\n")
+    weights = load_file(good / "model.safetensors")
+
+    def crash(path, *args, **kwargs):
+        (tmp_path / "checkpoints" / ".tmp_step_0000002").mkdir(exist_ok=True)
+        raise KeyboardInterrupt("power cut")
+
+    with torch.no_grad():
+        model.weight.add_(1)
+    monkeypatch.setattr(acc, "save_state", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(acc, tmp_path, 2, "a: 2\n")
+    assert latest_checkpoint(tmp_path) == good
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000001"]
+    assert torch.equal(load_file(good / "model.safetensors")["weight"], weights["weight"])
+
+
+def test_missing_dataset_names_the_path(tmp_path, smoke_config):
+    cfg = smoke_config(tmp_path, "data=bloodcells", f"data.root={tmp_path}/nowhere")
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/nowhere/bloodcells_wbc_64.npz"):
+        train(cfg, tmp_path / "run")
+
+
+def test_missing_medmnist_file_says_where_and_how(tmp_path):
+    cfg = make_config(
+        "+experiment=pathmnist", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"
+    )
+    with pytest.raises(FileNotFoundError, match="pathmnist_224.npz") as err:
+        train(cfg, tmp_path / "run")
+    assert "zenodo" in str(err.value).lower() and "md5" in str(err.value).lower()

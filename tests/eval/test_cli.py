@@ -1,0 +1,201 @@
+"""``dino-mx eval knn|linear`` end to end: a trained run, baselines, JSON output, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from dino_mx.cli import main as dino_mx_main
+from dino_mx.config import config_dir
+from dino_mx.eval.cli import evaluate_knn, main
+from dino_mx.eval.network import compose_train_config
+
+TINY = ["model.depth=1", "model.hidden_size=24"]
+
+RECORD_KEYS = {
+    "eval",
+    "network",
+    "which",
+    "checkpoint",
+    "step",
+    "model",
+    "tokens",
+    "data",
+    "split",
+    "n_train",
+    "n_eval",
+    "feature_dim",
+    "metrics",
+}
+METRIC_KEYS = {"accuracy", "balanced_accuracy", "macro_f1"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two DINO steps of a width-24, one-block ViT on the bundled data (a few seconds)."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dino_mx.cli",
+        "train",
+        "+experiment=smoke",
+        *TINY,
+        "trainer.max_steps=2",
+        "trainer.save_every=2",
+        "trainer.progress=false",
+        f"paths.output_dir={out}",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
+    return out
+
+
+def write_toy_npz(path: Path, multilabel: bool = False, seed: int = 0) -> list[str]:
+    """Grey 16 px images, class 0 bright on top, class 1 bright below, plus noise; returns the
+    CLI options that evaluate it through the ``bloodcells`` (npz) data group."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", 20), ("val", 8), ("test", 8)):
+        labels = np.arange(2 * n) % 2  # (2n,)
+        images = rng.integers(0, 60, size=(2 * n, 16, 16))
+        images[labels == 0, :8] += 180
+        images[labels == 1, 8:] += 180
+        arrays[f"{split}_images"] = images.astype(np.uint8)
+        y = np.stack([labels, 1 - labels, labels], 1) if multilabel else labels[:, None]
+        arrays[f"{split}_labels"] = y.astype(np.int64)
+    np.savez(path, **arrays)
+    return [
+        "--data",
+        "bloodcells",
+        "--data-root",
+        str(path.parent),
+        "--override",
+        f"data.file={path.name}",
+        "--override",
+        "data.name=toy",
+        "--override",
+        "data.mean=[0.5]",
+        "--override",
+        "data.std=[0.5]",
+    ]
+
+
+def test_knn_on_a_run_writes_json_and_reuses_features(
+    run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "knn.json"
+    assert (
+        dino_mx_main(["eval", "knn", "--ckpt", str(run), "--k", "5", "20", "--json", str(out)]) == 0
+    )
+    table = capsys.readouterr().out
+    assert "teacher, step 2" in table and "balanced_accuracy" in table and "k=20" in table
+    result = json.loads(out.read_text())
+    assert RECORD_KEYS | {"temperature"} <= result.keys()
+    assert (result["network"], result["step"], result["tokens"], result["split"]) == (
+        "teacher",
+        2,
+        "cls",
+        "test",
+    )
+    assert result["data"] == {"name": "pneumoniamnist", "size": 28, "image_size": 28}
+    assert (result["n_train"], result["n_eval"], result["feature_dim"]) == (4708, 624, 24)
+    assert set(result["metrics"]) == {"5", "20"}
+    assert METRIC_KEYS | {"auc"} == result["metrics"]["5"].keys()
+    assert json.loads((run / "eval" / "knn.json").read_text()) == result
+
+    with caplog.at_level(logging.INFO, logger="dino_mx.eval.features"):
+        again = evaluate_knn(run, ks=(5, 20))
+    assert caplog.text.count("features: cache hit") == 2  # train and test
+    assert again["metrics"] == result["metrics"]
+
+
+def test_linear_on_a_run_student(run: Path) -> None:
+    assert main(["linear", "--ckpt", str(run), "--which", "student", "--cs", "0.1", "1"]) == 0
+    result = json.loads((run / "eval" / "linear.json").read_text())
+    assert RECORD_KEYS | {"best_c", "sweep", "val", "test"} <= result.keys()
+    assert (result["which"], result["tokens"], result["feature_dim"]) == ("student", "cls+mean", 48)
+    assert result["best_c"] in (0.1, 1.0) and [p["c"] for p in result["sweep"]] == [0.1, 1.0]
+    assert result["metrics"] == result["test"] and METRIC_KEYS <= result["val"].keys()
+    assert result["test"]["accuracy"] > 0.7  # majority class: 0.625
+
+
+@pytest.mark.parametrize("command", ["knn", "linear"])
+def test_pixels_baseline_separates_toy_classes(tmp_path: Path, command: str) -> None:
+    options = write_toy_npz(tmp_path / "toy.npz")
+    out = tmp_path / "pixels.json"
+    extra = ["--k", "5", "10"] if command == "knn" else ["--cs", "1"]
+    assert main([command, "--baseline", "pixels", *options, *extra, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert RECORD_KEYS <= result.keys()
+    assert (result["network"], result["step"], result["model"]) == ("pixels", None, None)
+    assert result["data"]["name"] == "toy" and result["feature_dim"] == 28 * 28  # resized
+    assert (result["n_train"], result["n_eval"]) == (40, 16)
+    metrics = result["metrics"].values() if command == "knn" else [result["test"], result["val"]]
+    assert all(m["accuracy"] == 1.0 and m["auc"] == 1.0 for m in metrics)
+    assert not (tmp_path / "eval").exists()  # no run dir, no --cache-dir: nothing cached
+
+
+def test_model_preset_baseline_works_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "cache"
+    argv = [
+        "knn",
+        "--model",
+        "vit_micro",
+        *[a for o in TINY for a in ("--override", o)],
+        "--k",
+        "10",
+        "--cache-dir",
+        str(cache),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert (result["network"], result["model"], result["feature_dim"]) == (
+        "model:vit_micro",
+        "vit_micro",
+        24,
+    )
+    assert result["data"]["name"] == "pneumoniamnist" and result["n_eval"] == 624
+    assert not math.isnan(result["metrics"]["10"]["accuracy"])
+    assert len(list(cache.glob("*.pt"))) == 2
+    assert main(argv) == 0  # seeded random init: the cached features stay valid
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"] == result["metrics"]
+
+
+@pytest.mark.parametrize("command", ["knn", "linear"])
+def test_multilabel_data_is_refused_with_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str
+) -> None:
+    options = write_toy_npz(tmp_path / "multi.npz", multilabel=True)
+    assert main([command, "--baseline", "pixels", *options]) == 2
+    err = capsys.readouterr().err
+    assert "not supported" in err and "multi-label" in err
+
+
+def test_usage_errors(run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["knn", "--ckpt", str(run), "--model", "vit_micro"]) == 2  # argparse
+    assert main(["knn", "--ckpt", str(run), "--override", "data.sizee=64"]) == 1
+    assert "sizee" in capsys.readouterr().err
+    assert main(["knn", "--ckpt", str(run), "--override", "model.depth=3"]) == 1
+    assert "fixes the model" in capsys.readouterr().err
+
+
+def test_data_group_composes_inside_an_outer_hydra_context() -> None:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        outer = compose("train", overrides=["+experiment=smoke"])
+        inner = compose_train_config(["data=bloodcells", "data.size=28"])
+        again = compose("train", overrides=["+experiment=smoke"])  # outer context restored
+    assert inner.data.name == "bloodcells" and inner.data.file == "bloodcells_wbc_28.npz"
+    assert outer == again

@@ -1,0 +1,179 @@
+"""Checkpoint loading, feature extraction and the feature cache, on a real (tiny) training run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import Subset
+
+from dino_mx.data import bundled_pneumoniamnist_path
+from dino_mx.engine.checkpoint import load_component, resolve_checkpoint
+from dino_mx.eval.features import (
+    PixelBackbone,
+    build_model_baseline,
+    cached_features,
+    channel_stats,
+    checkpoint_fingerprint,
+    eval_dataset,
+    extract_features,
+    feature_key,
+    load_backbone_from_checkpoint,
+)
+from dino_mx.models.backbone import random_init_model
+
+TINY = ["model.depth=1", "model.hidden_size=24"]
+N_IMAGES = 32
+
+
+def train_tiny_run(out: Path) -> Path:
+    """Two DINO steps of a width-24, one-block ViT on the bundled data (a few seconds)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "dino_mx.cli",
+        "train",
+        "+experiment=smoke",
+        *TINY,
+        "trainer.max_steps=2",
+        "trainer.save_every=2",
+        "trainer.progress=false",
+        f"paths.output_dir={out}",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("train") / "run")
+
+
+def _test_images(mean: float, std: float) -> torch.Tensor:
+    """The first test images normalised by hand: (N_IMAGES, 1, 28, 28)."""
+    raw = np.load(bundled_pneumoniamnist_path())["test_images"][:N_IMAGES]
+    return (torch.from_numpy(raw).float()[:, None] / 255.0 - mean) / std
+
+
+def _manual_cls(state: dict[str, torch.Tensor], cfg, images: torch.Tensor) -> torch.Tensor:
+    """CLS features of a ViT built from scratch and given the ``backbone.model.*`` weights."""
+    m = cfg.model
+    vit = random_init_model(
+        "vit",
+        num_channels=1,
+        image_size=m.image_size,
+        patch_size=m.patch_size,
+        hidden_size=m.hidden_size,
+        depth=m.depth,
+        num_heads=m.num_heads,
+        mlp_ratio=m.mlp_ratio,
+    )
+    prefix = "backbone.model."
+    vit.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    with torch.no_grad():
+        out = vit(pixel_values=images, interpolate_pos_encoding=True)
+    return out.last_hidden_state[:, 0]
+
+
+def test_teacher_and_student_weights_are_loaded(run: Path) -> None:
+    ckpt = resolve_checkpoint(run)
+    teacher, cfg, step = load_backbone_from_checkpoint(run, "teacher")
+    student, _, student_step = load_backbone_from_checkpoint(ckpt, "student")  # folder form
+    assert step == student_step == 2 and not teacher.training
+    dataset = Subset(eval_dataset(cfg.data, "test", cfg.augment.global_size), range(N_IMAGES))
+    f_teacher, labels = extract_features(teacher, dataset, batch_size=10, device="cpu")
+    f_student, _ = extract_features(student, dataset, batch_size=10, device="cpu")
+    assert f_teacher.shape == (N_IMAGES, 24) and labels.shape == (N_IMAGES,)
+    # Two optimiser steps move the student; the EMA teacher (momentum ~0.996) barely follows.
+    assert (f_teacher - f_student).abs().max() > 1e-3
+
+    images = _test_images(cfg.data.mean[0], cfg.data.std[0])
+    ref_teacher = _manual_cls(load_component(ckpt, "teacher"), cfg, images)
+    ref_student = _manual_cls(load_file(str(ckpt / "model.safetensors")), cfg, images)
+    torch.testing.assert_close(f_teacher, ref_teacher, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(f_student, ref_student, rtol=1e-4, atol=1e-5)
+
+
+def test_cls_mean_is_cls_then_mean_patch_token(run: Path) -> None:
+    backbone, cfg, _ = load_backbone_from_checkpoint(run)
+    dataset = Subset(eval_dataset(cfg.data, "test", cfg.augment.global_size), range(N_IMAGES))
+    both, _ = extract_features(backbone, dataset, tokens="cls+mean", device="cpu")
+    assert both.shape == (N_IMAGES, 2 * 24)
+    with torch.no_grad():
+        cls, patches = backbone(_test_images(cfg.data.mean[0], cfg.data.std[0]))  # (B, 49, D)
+    assert patches.shape[1] == (28 // 4) ** 2
+    torch.testing.assert_close(both[:, :24], cls, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(both[:, 24:], patches.mean(1), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="tokens"):
+        extract_features(backbone, dataset, tokens="mean")
+
+
+def test_cache_is_reused_then_invalidated_by_a_new_checkpoint(
+    run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    copy = shutil.copytree(run, tmp_path / "run")
+    ckpt = resolve_checkpoint(copy)
+    backbone, cfg, _ = load_backbone_from_checkpoint(copy)
+    calls = []
+    backbone.register_forward_hook(lambda *_: calls.append(1))
+    dataset = Subset(eval_dataset(cfg.data, "test", cfg.augment.global_size), range(N_IMAGES))
+    cache = copy / "eval" / "features"
+
+    def features(module: torch.nn.Module) -> torch.Tensor:
+        key = feature_key(checkpoint_fingerprint(ckpt, "teacher"), "cls", cfg.data, 28, "test")
+        return cached_features(
+            module, dataset, key, cache, split="test", batch_size=16, device="cpu"
+        )[0]
+
+    first = features(backbone)
+    assert len(calls) == 2 and len(list(cache.glob("test-*.pt"))) == 1
+    with caplog.at_level(logging.INFO, logger="dino_mx.eval.features"):
+        second = features(backbone)
+    assert len(calls) == 2, "a cache hit must not run the backbone"
+    assert "features: cache hit" in caplog.text
+    torch.testing.assert_close(first, second)
+
+    # Training on rewrites the teacher file: new contents, new mtime, new key.
+    teacher_file = ckpt / "custom_checkpoint_0.pkl"
+    old = teacher_file.stat().st_mtime_ns
+    state = load_component(ckpt, "teacher")
+    state = {k: v * 1.5 if k.endswith("layernorm.weight") else v for k, v in state.items()}
+    torch.save(state, teacher_file)
+    os.utime(teacher_file, ns=(old + 10**9, old + 10**9))  # whatever the clock granularity
+    changed, _, _ = load_backbone_from_checkpoint(copy)
+    changed.register_forward_hook(lambda *_: calls.append(1))
+    third = features(changed)
+    assert len(calls) == 4 and len(list(cache.glob("test-*.pt"))) == 2
+    assert not torch.allclose(first, third)
+
+
+def test_model_baseline_is_seeded_and_pixels_are_flat(run: Path) -> None:
+    _, cfg, _ = load_backbone_from_checkpoint(run)
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = build_model_baseline(cfg, 1), build_model_baseline(cfg, 1)
+    assert torch.rand(1) == expected, "the global RNG must be left as it was"
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=name)
+    images = torch.rand(3, 1, 28, 28)
+    cls, patches = PixelBackbone()(images)
+    torch.testing.assert_close(cls, images.reshape(3, -1))
+    assert patches.shape == (3, 1, 784)
+
+
+def test_channel_stats() -> None:
+    assert channel_stats([0.5], [0.2], 3) == ([0.5] * 3, [0.2] * 3)
+    mean, std = channel_stats([0.2, 0.4, 0.6], [0.1, 0.1, 0.1], 1)
+    assert mean == pytest.approx([0.299 * 0.2 + 0.587 * 0.4 + 0.114 * 0.6])
+    assert std == pytest.approx([0.1])
+    with pytest.raises(ValueError, match="2 values"):
+        channel_stats([0.1, 0.2], [0.1, 0.1], 3)
