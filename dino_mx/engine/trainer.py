@@ -30,6 +30,8 @@ from dino_mx.engine.checkpoint import (
     list_checkpoints,
     save_checkpoint,
 )
+from dino_mx.eval.features import eval_dataset, extract_features
+from dino_mx.eval.knn import knn_evaluate
 from dino_mx.losses import DINOLoss
 from dino_mx.models import DINOHead, MultiCropModel, build_backbone
 from dino_mx.schedules import cosine_schedule, linear_warmup
@@ -215,6 +217,22 @@ class Trainer:
             out["center_norm"] = self.loss_fn.center.norm().item()
         return out
 
+    @torch.no_grad()
+    def periodic_knn(self, k: int = 20) -> dict[str, float]:
+        """Weighted k-NN of the teacher's CLS features, val against train (main process only).
+
+        Cheap enough to watch learning as it happens; the full protocol is ``dino-mx eval``.
+        """
+        if not hasattr(self, "_knn_data"):
+            size = self.cfg.augment.global_size
+            self._knn_data = [eval_dataset(self.cfg.data, s, size) for s in ("train", "val")]
+        backbone = self.teacher.backbone
+        (train_x, train_y), (val_x, val_y) = (
+            extract_features(backbone, d, device=self.acc.device) for d in self._knn_data
+        )
+        metrics = knn_evaluate(train_x, train_y, val_x, val_y, ks=(k,))[k]
+        return {f"knn/val_{name}_k{k}": value for name, value in metrics.items()}
+
     def fit(self) -> dict[str, float]:
         """Train to ``trainer.max_steps``; returns the last logged scalars."""
         t, acc = self.cfg.trainer, self.acc
@@ -250,6 +268,13 @@ class Trainer:
                     with history.open("a") as f:
                         f.write(json.dumps(last) + "\n")
             done = self.state.step == t.max_steps
+            if t.eval_every > 0 and (done or self.state.step % t.eval_every == 0):
+                if acc.is_main_process:
+                    knn = self.periodic_knn()
+                    acc.log(knn, step=step)
+                    log.info("step %d: %s", self.state.step, knn)
+                    last |= knn
+                acc.wait_for_everyone()
             if done or (t.save_every > 0 and self.state.step % t.save_every == 0):
                 save_checkpoint(acc, self.run_dir, self.state.step, self.config_yaml, t.keep_last)
         bar.close()

@@ -19,8 +19,10 @@ from tests.conftest import make_config
 
 def test_smoke_trains_end_to_end_and_saves_everything(tmp_path, smoke_config):
     run = tmp_path / "run"
-    last = train(smoke_config(run), run)
+    last = train(smoke_config(run, "trainer.eval_every=4"), run)
     assert math.isfinite(last["loss"]) and last["step"] == 3
+    # Periodic k-NN on val: a real accuracy of the 2-class problem, not a placeholder.
+    assert 0.25 < last["knn/val_accuracy_k20"] <= 1.0
     assert [p.name for p in list_checkpoints(run)] == ["step_0000002", "step_0000004"]
     ckpt = latest_checkpoint(run)
     assert ckpt.name == "step_0000004"
