@@ -2,6 +2,8 @@
 
 dino-mx train [HYDRA OVERRIDES...]     train (see dino_mx/train.py)
 dino-mx eval knn|linear --ckpt RUN     evaluate frozen features
+dino-mx export --ckpt RUN --out DIR    the trained backbone as a Hugging Face folder
+dino-mx visualize attention|pca --ckpt RUN   attention maps / patch PCA as PNG grids
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ USAGE = """usage: dino-mx COMMAND [ARGS]
 commands:
   train   train with Hydra overrides, e.g. `dino-mx train +experiment=smoke`
           (`dino-mx train --help` shows the config groups and their options)
-  eval    evaluate frozen features: `dino-mx eval knn|linear --ckpt RUN`
+  eval    evaluate frozen features: `dino-mx eval knn|linear|localize --ckpt RUN`
+  export  write a run's backbone (LoRA merged) as a Hugging Face folder:
+          `dino-mx export --ckpt RUN --out DIR [--which teacher|student]`
+  visualize  attention maps or patch-feature PCA / k-means as PNGs in RUN/samples:
+          `dino-mx visualize attention|pca --ckpt RUN [--data bccd_roi --split test --n 8]`
 """
 
 
@@ -34,7 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         from dino_mx.eval.cli import main as eval_main
 
         return eval_main(rest)
-    print(f"dino-mx: unknown command '{command}'; valid choices: train, eval\n", file=sys.stderr)
+    if command == "export":
+        from dino_mx.export import main as export_main
+
+        return export_main(rest)
+    if command == "visualize":
+        from dino_mx.eval.visualize import main as visualize_main
+
+        return visualize_main(rest)
+    choices = "train, eval, export, visualize"
+    print(f"dino-mx: unknown command '{command}'; valid choices: {choices}\n", file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return 2
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -19,7 +20,7 @@ from omegaconf import MISSING
 @dataclass
 class DataConfig:
     name: str = MISSING
-    format: str = "medmnist"  # medmnist | npz | imagefolder
+    format: str = "medmnist"  # medmnist | npz | imagefolder | roi_npz | coco
     root: str | None = None  # folder holding the files; null = the package's bundled data
     flag: str | None = None  # MedMNIST flag (pathmnist, pneumoniamnist, ...), format=medmnist
     size: int = 28  # MedMNIST image size: 28, 64, 128 or 224
@@ -28,6 +29,7 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.5])
     num_workers: int = 2
+    roi_names: list[str] | None = None  # names of the region classes (roi_npz; coco has its own)
 
 
 @dataclass
@@ -42,6 +44,18 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     image_size: int = 224  # position-embedding grid; other sizes are interpolated
     drop_path_rate: float = 0.0
+
+
+@dataclass
+class AdapterConfig:
+    name: str = "full"  # full | lora | freeze
+    r: int = 8  # LoRA rank
+    alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by alpha / r
+    dropout: float = 0.0  # LoRA dropout on the adapter's input
+    bias: str = "none"  # LoRA: none | all | lora_only (which biases train)
+    # LoRA targets: preset attention | attention_all | all_linear, or a list of module names
+    targets: Any = "attention"
+    num_layers: int = 0  # freeze: blocks frozen after the embeddings
 
 
 @dataclass
@@ -62,6 +76,12 @@ class AugmentConfig:
     grayscale: float = 0.2  # RGB only
     blur: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.5])  # global 1, global 2, local
     solarize: float = 0.2  # second global view only
+    # Label-guided crops (augment=label_guided, data with regions: roi_npz / coco)
+    roi_crops: int = 0  # extra local crops centred on a region
+    roi_prob: float = 0.5  # chance an extra crop is region-centred (else random)
+    roi_classes: list[str] = field(default_factory=list)  # names or ids; [] = every class
+    roi_jitter: float = 0.1  # largest centre offset, fraction of the crop side (< 0.5)
+    roi_scale: list[float] = field(default_factory=lambda: [1.0, 1.5])  # crop side / region side
 
 
 @dataclass
@@ -123,6 +143,7 @@ class PathsConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

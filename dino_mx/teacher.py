@@ -10,9 +10,21 @@ from torch import nn
 from dino_mx.schedules import cosine_schedule
 
 
-def build_teacher(student: nn.Module) -> nn.Module:
-    """A frozen copy of ``student``: eval mode, no gradients, same parameter names."""
-    teacher = copy.deepcopy(student)
+def build_teacher(student: nn.Module, share_frozen: bool = False) -> nn.Module:
+    """A frozen copy of ``student``: eval mode, no gradients, same parameter names.
+
+    Args:
+        student: The network being trained.
+        share_frozen: Give the teacher the student's frozen parameters (``requires_grad``
+            False) by reference instead of copies. With LoRA or frozen blocks the frozen base is
+            most of the model and never changes, so one copy in memory serves both networks;
+            the student's trainable weights (LoRA ``A``/``B``, unfrozen blocks, head) still get
+            copies of their own, which :func:`ema_update` averages. The trainer relies on
+            frozen weights never being modified in place.
+    """
+    # deepcopy returns what the memo maps an object's id to: the shared tensors themselves.
+    memo = {id(p): p for p in student.parameters() if not p.requires_grad} if share_frozen else {}
+    teacher = copy.deepcopy(student, memo)
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

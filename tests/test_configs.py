@@ -12,7 +12,7 @@ from dino_mx.config import config_dir, register_schemas
 
 register_schemas()
 CONFIGS = config_dir()
-GROUPS = ["data", "model", "augment", "method", "optim", "trainer", "paths"]
+GROUPS = ["data", "model", "adapter", "augment", "method", "optim", "trainer", "paths"]
 
 
 def make(overrides=()):

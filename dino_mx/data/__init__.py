@@ -1,7 +1,10 @@
-"""Datasets that return raw uint8 images, the multi-crop augmentation and the seeded sampler."""
+"""Datasets that return raw uint8 images (some with regions of interest), the multi-crop and
+label-guided augmentations and the seeded sampler."""
 
-from dino_mx.data.build import ConvertChannels, build_dataset, resolve_data_path
+from dino_mx.data.build import ConvertChannels, build_augment, build_dataset, resolve_data_path
+from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
+from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided, roi_crop_box
 from dino_mx.data.multicrop import MultiCrop, build_multicrop
 from dino_mx.data.npz import (
     NpzImageDataset,
@@ -9,19 +12,28 @@ from dino_mx.data.npz import (
     medmnist_info,
     medmnist_path,
 )
+from dino_mx.data.roi import Regions, RoiDataset, load_roi_npz
 from dino_mx.data.sampler import InfiniteSampler, SeededAugment
 
 __all__ = [
     "ConvertChannels",
     "ImageFolderDataset",
     "InfiniteSampler",
+    "LabelGuidedCrop",
     "MultiCrop",
     "NpzImageDataset",
+    "Regions",
+    "RoiDataset",
     "SeededAugment",
+    "build_augment",
     "build_dataset",
+    "build_label_guided",
     "build_multicrop",
     "bundled_pneumoniamnist_path",
+    "load_coco",
+    "load_roi_npz",
     "medmnist_info",
     "medmnist_path",
     "resolve_data_path",
+    "roi_crop_box",
 ]

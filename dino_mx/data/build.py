@@ -1,18 +1,26 @@
-"""Builders: the ``data`` config group to datasets, and channel conversion."""
+"""Builders: the ``data`` config group to datasets, the ``augment`` group to the crop
+transform, and channel conversion."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dino_mx.config import DataConfig
+from dino_mx.config import AugmentConfig, DataConfig
+from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
+from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided
+from dino_mx.data.multicrop import MultiCrop, build_multicrop
 from dino_mx.data.npz import NpzImageDataset, bundled_pneumoniamnist_path, medmnist_path
+from dino_mx.data.roi import load_roi_npz
 
-FORMATS = ("medmnist", "npz", "imagefolder")
+# medmnist / npz: MedMNIST layout; imagefolder: class sub-folders; roi_npz / coco: images with
+# boxes (dino_mx/data/roi.py, dino_mx/data/coco.py), needed by augment=label_guided.
+FORMATS = ("medmnist", "npz", "imagefolder", "roi_npz", "coco")
 
 
 def resolve_data_path(cfg: DataConfig) -> Path:
@@ -37,7 +45,10 @@ def resolve_data_path(cfg: DataConfig) -> Path:
         )
     path = Path(cfg.root).expanduser() / cfg.file
     if not path.exists():
-        kind = "file" if cfg.format == "npz" else "folder of class sub-folders"
+        kind = {
+            "imagefolder": "folder of class sub-folders",
+            "coco": "folder of images and COCO JSON",
+        }.get(cfg.format, "file")
         raise FileNotFoundError(
             f"dataset '{cfg.name}' not found: expected the {kind} {path.resolve()}. Put it there "
             f"or point data.root (and data.file) at it."
@@ -68,7 +79,8 @@ def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
     """The raw dataset of ``split``, with ``channels``/``num_classes``/``labels`` attributes.
 
     For an image folder, ``{folder}/{split}/`` is used when it exists, else the folder itself
-    holds the training set.
+    holds the training set. ``roi_npz`` and ``coco`` give a :class:`~dino_mx.data.RoiDataset`,
+    which also has ``regions(index)``.
     """
     path = resolve_data_path(cfg)
     if cfg.format == "imagefolder":
@@ -76,9 +88,40 @@ def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
         if folder == path and split != "train":
             raise FileNotFoundError(f"image folder {path} has no '{split}' sub-folder")
         dataset: Dataset = ImageFolderDataset(folder, channels=cfg.channels)
+    elif cfg.format == "coco":
+        dataset = load_coco(path, split, channels=cfg.channels)
     else:
-        dataset = NpzImageDataset(path, split)
+        if cfg.format == "roi_npz":
+            dataset = load_roi_npz(path, split, cfg.get("roi_names"))
+        else:
+            dataset = NpzImageDataset(path, split)
         if cfg.channels is not None and cfg.channels != dataset.channels:
             dataset.transform = ConvertChannels(cfg.channels)
             dataset.channels = cfg.channels
     return dataset
+
+
+def build_augment(
+    cfg: AugmentConfig, dataset: Dataset, mean: Sequence[float], std: Sequence[float]
+) -> MultiCrop | LabelGuidedCrop:
+    """Builder: the ``augment`` group to the training transform of ``dataset``.
+
+    ``augment.name`` starting with ``label_guided`` selects :class:`LabelGuidedCrop`, which needs
+    a dataset with regions (``data.format`` roi_npz or coco); any other name is DINO's
+    multi-crop.
+
+    Raises:
+        ValueError: Label guidance on data without regions, or an unknown ``roi_classes`` name.
+    """
+    channels = dataset.channels  # type: ignore[attr-defined]
+    if not cfg.name.startswith("label_guided"):
+        if cfg.roi_crops:
+            raise ValueError(f"augment.roi_crops needs augment=label_guided, not '{cfg.name}'")
+        return build_multicrop(cfg, channels, mean, std)
+    if not hasattr(dataset, "regions"):
+        raise ValueError(
+            f"augment={cfg.name} needs regions of interest: data with data.format roi_npz or "
+            f"coco (e.g. data=bccd_roi), not {type(dataset).__name__}"
+        )
+    classes = dataset.class_ids(list(cfg.roi_classes)) if cfg.roi_classes else None
+    return build_label_guided(cfg, channels, mean, std, classes)

@@ -60,6 +60,9 @@ class InfiniteSampler(Sampler[tuple[int, int]]):
 class SeededAugment(Dataset):
     """Applies ``transform`` to ``dataset[index]`` under ``torch.manual_seed(seed)``.
 
+    A transform with ``uses_regions = True`` is called as ``transform(image,
+    dataset.regions(index))`` (see :class:`dino_mx.data.LabelGuidedCrop`).
+
     The global RNG is forked so the caller's random state is left untouched (this also runs in
     the main process when ``num_workers=0``).
     """
@@ -74,6 +77,9 @@ class SeededAugment(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[Any, Any]:
         index, seed = item
         image, label = self.dataset[index]
+        # A transform that declares `uses_regions` (label-guided crops) also gets the boxes.
+        uses_regions = getattr(self.transform, "uses_regions", False)
+        extra = (self.dataset.regions(index),) if uses_regions else ()  # type: ignore[attr-defined]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.transform(image), label
+            return self.transform(image, *extra), label

@@ -10,6 +10,9 @@ Layout of a run directory::
         custom_checkpoint_1.pkl            the loss (teacher centre)
         custom_checkpoint_2.pkl            the train state (step)
         config.yaml                        the resolved config it was trained with
+        base.json                          adapter=lora/freeze only: the frozen weights are not
+                                           in model.safetensors / the teacher file but in RUN/base
+                                           (see dino_mx.engine.frozen_base)
     RUN/checkpoints/latest               name of the last complete checkpoint
 
 A checkpoint is written into a hidden temporary folder and renamed into place only once every

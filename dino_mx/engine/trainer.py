@@ -23,17 +23,20 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from dino_mx.data import InfiniteSampler, SeededAugment, build_dataset, build_multicrop
+from dino_mx.data import InfiniteSampler, SeededAugment, build_augment, build_dataset
 from dino_mx.engine.checkpoint import (
     TrainState,
     latest_checkpoint,
     list_checkpoints,
     save_checkpoint,
 )
+from dino_mx.engine.frozen_base import FrozenBase
 from dino_mx.eval.features import eval_dataset, extract_features
 from dino_mx.eval.knn import knn_evaluate
 from dino_mx.losses import DINOLoss
 from dino_mx.models import DINOHead, MultiCropModel, build_backbone
+from dino_mx.models.adapters import apply_adapter
+from dino_mx.models.param_report import log_parameters
 from dino_mx.schedules import cosine_schedule, linear_warmup
 from dino_mx.teacher import build_teacher, ema_update, teacher_momentum
 
@@ -111,13 +114,18 @@ class Trainer:
         t = cfg.trainer
         self.dataset = build_dataset(cfg.data, "train")
         channels = self.dataset.channels
-        self.transform = build_multicrop(cfg.augment, channels, cfg.data.mean, cfg.data.std)
+        self.transform = build_augment(cfg.augment, self.dataset, cfg.data.mean, cfg.data.std)
         backbone = build_backbone(cfg.model, channels)
         # DINOv1 never masks patches: a backbone's mask token would be an unused parameter
         # (an error under DDP), so it is frozen rather than trained by nothing.
         for name, p in backbone.named_parameters():
             if name.endswith("mask_token"):
                 p.requires_grad_(False)
+        # adapter=lora/freeze: the frozen base is written once to RUN/base, not per checkpoint.
+        self.base = FrozenBase(run_dir) if cfg.adapter.name != "full" else None
+        if self.base is not None:
+            self.base.attach(backbone.model, resume=t.resume, is_main=accelerator.is_main_process)
+        backbone = apply_adapter(backbone, cfg.adapter)
         h = cfg.method.head
         head = DINOHead(
             backbone.embed_dim,
@@ -128,6 +136,7 @@ class Trainer:
             h.norm_last_layer,
         )
         student = MultiCropModel(backbone, head)
+        log_parameters(backbone.model, head, run_dir if accelerator.is_main_process else None)
         self.loss_fn = DINOLoss(h.out_dim, cfg.method.student_temp, cfg.method.center_momentum)
         self.loss_fn.to(accelerator.device)
         o = cfg.optim
@@ -136,10 +145,14 @@ class Trainer:
             student = torch.compile(student)
         self.student, self.optimizer = accelerator.prepare(student, optimizer)
         # After prepare: DDP has broadcast rank 0's weights, so every rank's teacher starts equal.
-        self.teacher = build_teacher(accelerator.unwrap_model(self.student))
+        unwrapped = accelerator.unwrap_model(self.student)
+        self.teacher = build_teacher(unwrapped, share_frozen=True)
+        teacher_state = self.teacher
+        if self.base is not None:
+            teacher_state = self.base.install(accelerator, unwrapped, self.teacher)
         self.state = TrainState()
         # Order must match dino_mx.engine.checkpoint.CUSTOM_OBJECTS.
-        accelerator.register_for_checkpointing(self.teacher, self.loss_fn, self.state)
+        accelerator.register_for_checkpointing(teacher_state, self.loss_fn, self.state)
         self.schedules = Schedules(cfg)
         self.freeze_last_layer_steps = int(o.freeze_last_layer_ratio * t.max_steps)
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -160,6 +173,9 @@ class Trainer:
             pin_memory=self.acc.device.type == "cuda",
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
+            # Its own generator: creating the iterator must not draw from the global RNG, or a
+            # resumed run's dropout (LoRA, drop path) would differ from an uninterrupted one.
+            generator=torch.Generator().manual_seed(t.seed + self.state.step),
         )
 
     def resume(self) -> None:

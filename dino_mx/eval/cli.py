@@ -1,4 +1,5 @@
-"""``dino-mx eval``: k-NN and linear-probe evaluation of frozen features.
+"""``dino-mx eval``: k-NN and linear-probe evaluation of frozen features, and the attention
+localisation score (:mod:`dino_mx.eval.localize`).
 
 Launch it as
 
@@ -7,6 +8,7 @@ Launch it as
     dino-mx eval knn --ckpt runs/pn --data bloodcells --data-root ../shared/data
     dino-mx eval knn --model vit_tiny                     # random-init baseline (seed 0)
     dino-mx eval linear --baseline pixels --data pneumoniamnist --json pixels.json
+    dino-mx eval localize --ckpt runs/lg --data bccd_roi --data-root ../shared/data --roi-class WBC
 
 or from Python with :func:`evaluate_knn` / :func:`evaluate_linear`, which return the result
 dict the command prints and writes (to ``--json`` and, for a run, ``RUN/eval/{knn,linear}.json``).
@@ -28,6 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dino_mx.eval.knn import DEFAULT_KS, knn_evaluate
 from dino_mx.eval.linear import DEFAULT_CS, linear_probe
+from dino_mx.eval.localize import add_localize_parser, run_localize
 from dino_mx.eval.network import Network, load_network, network_features
 
 log = logging.getLogger(__name__)
@@ -256,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_CS),
         help="inverse regularisation strengths, chosen on val accuracy",
     )
+    add_localize_parser(sub, common)
     return parser
 
 
@@ -280,6 +284,8 @@ def main(argv: list[str]) -> int:
         json_path=args.json_path,
     )
     try:
+        if args.command == "localize":
+            return run_localize(args)
         if args.command == "knn":
             result = evaluate_knn(
                 args.ckpt,

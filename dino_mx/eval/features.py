@@ -27,7 +27,9 @@ from torchvision.transforms import v2
 
 from dino_mx.data import ConvertChannels, build_dataset, resolve_data_path
 from dino_mx.engine.checkpoint import CHECKPOINTS, load_component, resolve_checkpoint
-from dino_mx.models.backbone import Backbone, build_backbone
+from dino_mx.engine.frozen_base import read_base_reference
+from dino_mx.models.adapters import load_adapted_state
+from dino_mx.models.backbone import Backbone, build_backbone, load_pretrained_model
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +82,17 @@ def load_backbone_from_checkpoint(
     cfg = OmegaConf.load(config_file)
     assert isinstance(cfg, DictConfig)
     state = backbone_state(ckpt_dir, which)
-    channels = cfg.data.channels
-    if channels is None:  # the data's channels at training time, as the patch embedding holds
-        weight = state.get("embeddings.patch_embeddings.projection.weight")
-        channels = weight.shape[1] if weight is not None else build_dataset(cfg.data).channels
-    backbone = build_backbone(cfg.model, int(channels))
-    backbone.model.load_state_dict(state, strict=True)
+    base = read_base_reference(ckpt_dir)
+    if base is not None:  # adapter=lora/freeze: the frozen weights live in RUN/base
+        backbone = Backbone(load_pretrained_model(str(base.path)))
+    else:
+        channels = cfg.data.channels
+        if channels is None:  # the data's channels at training time, as the patch embedding holds
+            weight = state.get("embeddings.patch_embeddings.projection.weight")
+            channels = weight.shape[1] if weight is not None else build_dataset(cfg.data).channels
+        backbone = build_backbone(cfg.model, int(channels))
+    # LoRA is merged: the result is a plain Hugging Face model computing the trained features.
+    load_adapted_state(backbone, state, cfg.get("adapter"), base.frozen if base else frozenset())
     try:
         step = int(load_component(ckpt_dir, "train_state")["step"])
     except FileNotFoundError:

@@ -1,5 +1,6 @@
-"""Backbones, heads and the multi-crop wrapper."""
+"""Backbones, adapters (LoRA, frozen blocks), heads and the multi-crop wrapper."""
 
+from dino_mx.models.adapters import apply_adapter
 from dino_mx.models.backbone import (
     Backbone,
     adapt_input_channels,
@@ -15,6 +16,7 @@ __all__ = [
     "DINOHead",
     "MultiCropModel",
     "adapt_input_channels",
+    "apply_adapter",
     "build_backbone",
     "load_pretrained_model",
     "random_init_model",

@@ -1,0 +1,191 @@
+"""Frozen backbone weights stored once per run and referenced by every checkpoint.
+
+With ``adapter=lora`` or ``adapter=freeze`` most of the backbone never changes. Instead of
+writing it into every checkpoint twice (student and EMA teacher), a run keeps it once::
+
+    RUN/base/config.json, model.safetensors   the backbone before the adapter was applied, exactly
+                                              as training started (pretrained or random init,
+                                              channel-adapted): a Hugging Face folder
+    RUN/checkpoints/step_*/model.safetensors  the student's trainable weights: LoRA A/B or the
+                                              unfrozen blocks, and the head
+    RUN/checkpoints/step_*/custom_checkpoint_0.pkl   the teacher's, same names
+    RUN/checkpoints/step_*/base.json          {"path": "../../base", "sha256": ..., "frozen": [...]}
+
+``base.json`` is the reference: the base folder relative to the checkpoint, the sha256 of its
+weights (checked on load) and the parameter names the checkpoint leaves to it. A LoRA
+checkpoint of DINOv2 ViT-S (r=8, query+value) holds 2 x 0.6 MB of adapters, not 2 x 88 MB.
+Resuming reloads the base into the freshly built backbone, then Accelerate restores the rest.
+In memory the teacher shares the frozen tensors with the student
+(``build_teacher(share_frozen=True)``), so they exist once there too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from dino_mx.engine.checkpoint import latest_checkpoint
+from dino_mx.models.backbone import load_pretrained_model
+
+BASE_DIR = "base"
+BASE_REF = "base.json"
+BASE_WEIGHTS = "model.safetensors"
+STUDENT_WEIGHTS = "model.safetensors"  # what Accelerate's save_state names the student
+BACKBONE = "backbone.model."
+
+
+def _plain(key: str) -> str:
+    """A state-dict key without the ``module.`` (DDP) / ``_orig_mod.`` (compile) wrappers."""
+    return key.replace("_orig_mod.", "").removeprefix("module.")
+
+
+def frozen_backbone_names(student: nn.Module) -> frozenset[str]:
+    """Names of the student's frozen backbone parameters: what the base provides."""
+    return frozenset(
+        _plain(n) for n, p in student.named_parameters() if not p.requires_grad and BACKBONE in n
+    )
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 16 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class WithoutFrozen:
+    """Checkpoint adapter for a module: its state dict minus the names the base provides.
+
+    ``load_state_dict`` insists that exactly those names are absent, so a checkpoint of
+    another adapter or model fails loudly instead of loading half.
+    """
+
+    def __init__(self, module: nn.Module, frozen: frozenset[str]):
+        self.module, self.frozen = module, frozen
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self.module.state_dict().items() if k not in self.frozen}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        _load_checked(self.module, state, self.frozen)
+
+
+def _load_checked(module: nn.Module, state: dict[str, Tensor], frozen: frozenset[str]) -> None:
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = {_plain(k) for k in missing}
+    if unexpected or missing != frozen:
+        raise KeyError(
+            "checkpoint does not match this run's adapter: unexpected "
+            f"{sorted(unexpected)[:5]}, missing {sorted(missing - frozen)[:5]}, "
+            f"present but expected from the base {sorted(frozen - missing)[:5]}"
+        )
+
+
+class FrozenBase:
+    """The frozen base of one run (``RUN/base``) and the checkpoint hooks that use it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.dir = self.run_dir / BASE_DIR
+        self.frozen: frozenset[str] = frozenset()
+        self._sha: str | None = None
+        self._is_main = True
+
+    @property
+    def sha256(self) -> str:
+        if self._sha is None:
+            self._sha = sha256_file(self.dir / BASE_WEIGHTS)
+        return self._sha
+
+    def attach(self, model: nn.Module, *, resume: bool, is_main: bool) -> None:
+        """Before the adapter is applied: a fresh run (main process) writes ``RUN/base`` from
+        ``model``; a resumed run loads it into ``model``. A run directory holding checkpoints
+        without ``resume`` is left alone (the trainer refuses to overwrite it)."""
+        has_checkpoints = latest_checkpoint(self.run_dir) is not None
+        if has_checkpoints and resume:
+            if not (self.dir / BASE_WEIGHTS).is_file():
+                raise FileNotFoundError(
+                    f"{self.dir} is missing: the checkpoints of {self.run_dir} store the frozen "
+                    "backbone by reference to it"
+                )
+            # from_pretrained, not load_file: transformers 5 saves ViT weights under 4.x names.
+            model.load_state_dict(load_pretrained_model(str(self.dir)).state_dict(), strict=True)
+        elif not has_checkpoints and is_main:
+            tmp = self.dir.with_name(f".{BASE_DIR}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.replace(tmp, self.dir)
+
+    def install(self, accelerator: Accelerator, student: nn.Module, teacher: nn.Module) -> Any:
+        """Filter frozen weights out of every save and back in on load.
+
+        Call after the adapter is applied and the teacher built. Returns what to register for
+        checkpointing in place of the teacher.
+        """
+        self.frozen = frozen_backbone_names(student)
+        self._is_main = accelerator.is_main_process
+        accelerator.register_save_state_pre_hook(self._save_hook)
+        accelerator.register_load_state_pre_hook(self._load_hook)
+        return WithoutFrozen(teacher, self.frozen)
+
+    def _save_hook(self, models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
+        for state in weights[:1]:  # the student; FSDP saves through its own path
+            for key in [k for k in state if _plain(k) in self.frozen]:
+                del state[key]
+        if self._is_main:
+            ref = {
+                "path": os.path.relpath(self.dir, output_dir),
+                "sha256": self.sha256,
+                "frozen": sorted(self.frozen),
+            }
+            (Path(output_dir) / BASE_REF).write_text(json.dumps(ref, indent=1) + "\n")
+
+    def _load_hook(self, models: list[nn.Module], input_dir: str) -> None:
+        ref = read_base_reference(Path(input_dir), verify=False)
+        if ref is not None and ref.sha256 != self.sha256:
+            raise ValueError(f"{input_dir} was trained from another base than {self.dir}")
+        if models:  # load the student here; Accelerate skips what the list no longer holds
+            state = load_file(str(Path(input_dir) / STUDENT_WEIGHTS))
+            _load_checked(models.pop(0), state, self.frozen)
+
+
+@dataclass
+class BaseReference:
+    """A checkpoint's ``base.json``: the base folder, its weights' sha256, the names it holds
+    (relative to ``Backbone.model``)."""
+
+    path: Path
+    sha256: str
+    frozen: frozenset[str]
+
+
+def read_base_reference(ckpt_dir: Path, verify: bool = True) -> BaseReference | None:
+    """The base a checkpoint refers to, or None for a checkpoint that holds every weight.
+
+    Raises:
+        FileNotFoundError: The base folder is gone.
+        ValueError: ``verify`` and the base's weights are not the ones trained from.
+    """
+    file = Path(ckpt_dir) / BASE_REF
+    if not file.is_file():
+        return None
+    ref = json.loads(file.read_text())
+    path = (Path(ckpt_dir) / ref["path"]).resolve()
+    if not (path / BASE_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{ckpt_dir} stores its frozen weights in {path}, which is missing")
+    if verify and sha256_file(path / BASE_WEIGHTS) != ref["sha256"]:
+        raise ValueError(f"{path} is not the base {ckpt_dir} was trained from (sha256 differs)")
+    frozen = frozenset(k[len(BACKBONE) :] for k in ref["frozen"] if k.startswith(BACKBONE))
+    return BaseReference(path, ref["sha256"], frozen)

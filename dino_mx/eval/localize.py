@@ -1,0 +1,256 @@
+"""``dino-mx eval localize``: does the attention land on the annotated regions?
+
+The DINO-MX paper judges label-guided training by how well the last-layer CLS attention
+(head mean) localises the annotated structures, with three scores per image, averaged over
+the images that have a box of the chosen class:
+
+- precision: share of the thresholded attention's mass that lies inside the boxes;
+- recall: share of the box area covered by the thresholded attention;
+- pointing: 1 if the attention peak (centre of the highest patch) lies inside a box.
+
+The threshold keeps the top ``keep`` of the attention mass (DINO's masks, default 0.6). A
+uniform map scores a precision equal to the boxes' share of the image (``box_fraction``,
+reported as the chance level). Launch it as
+
+    dino-mx eval localize --ckpt runs/lg --data bccd_roi --data-root ../shared/data --roi-class WBC
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
+from dino_mx.eval.features import build_model_baseline, eval_dataset
+from dino_mx.eval.network import Network, load_network
+from dino_mx.models.backbone import Backbone
+
+log = logging.getLogger(__name__)
+SCORES = ("precision", "recall", "pointing", "box_fraction")
+
+
+def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Pixels whose centre lies in any box.
+
+    Args:
+        boxes: (k, 4) ``x0, y0, x1, y1`` pixel edges.
+        height, width: Image size.
+
+    Returns:
+        Boolean (height, width); pixel (i, j) is in when ``x0 <= j + 0.5 < x1`` and
+        ``y0 <= i + 0.5 < y1`` for some box.
+    """
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    b = boxes.float().reshape(-1, 4, 1)  # (k, 4, 1)
+    in_x = (xs >= b[:, 0]) & (xs < b[:, 2])  # (k, W)
+    in_y = (ys >= b[:, 1]) & (ys < b[:, 3])  # (k, H)
+    return (in_y[:, :, None] & in_x[:, None, :]).any(0)
+
+
+def localization_scores(
+    attention: Tensor, boxes: Tensor, size: tuple[int, int], keep: float = 0.6
+) -> dict[str, float]:
+    """Precision, recall and pointing of one attention map against the boxes of one image.
+
+    Args:
+        attention: (h, w) non-negative patch-level map covering the whole image.
+        boxes: (k, 4) ``x0, y0, x1, y1`` in pixels of an image of ``size``.
+        size: ``(H, W)`` of the image the boxes refer to.
+        keep: Fraction of attention mass kept by the threshold (:func:`top_mass_mask`).
+
+    Returns:
+        ``precision``, ``recall``, ``pointing`` (0 or 1) and ``box_fraction`` (the boxes' share
+        of the image: a uniform map's precision). Recall is NaN when no pixel is in a box.
+    """
+    (h, w), (H, W) = attention.shape, size
+    attention = attention.float().cpu()
+    kept = F.interpolate(top_mass_mask(attention, keep)[None, None].float(), size=size)[0, 0] > 0
+    density = upsample(attention[None, None], size)[0, 0]  # (H, W), same total mass
+    inside = box_mask(boxes.cpu(), H, W)
+    kept_mass = density[kept].sum()
+    precision = float(density[kept & inside].sum() / kept_mass) if kept_mass > 0 else math.nan
+    area = int(inside.sum())
+    recall = float((kept & inside).sum()) / area if area else math.nan
+    row, col = divmod(int(attention.argmax()), w)
+    x, y = (col + 0.5) * W / w, (row + 0.5) * H / h  # peak patch centre in pixels
+    b = boxes.float().cpu()
+    hit = ((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])).any()
+    return {
+        "precision": precision,
+        "recall": recall,
+        "pointing": float(hit),
+        "box_fraction": area / (H * W),
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def write_result(
+    result: dict[str, Any], run_dir: Path | None, json_path: str | Path | None
+) -> None:
+    """Write ``result`` as JSON to ``json_path`` and, for a run, ``RUN/eval/{eval}.json``."""
+    text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
+    targets = [Path(json_path)] if json_path else []
+    if run_dir is not None:
+        targets.append(run_dir / "eval" / f"{result['eval']}.json")
+    for path in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        log.info("wrote %s", path)
+
+
+def network_backbone(net: Network, channels: int) -> Backbone:
+    """The network's ViT (built for a model baseline); raises for the pixel baseline."""
+    if net.backbone is None:
+        net.backbone = build_model_baseline(net.cfg, channels)
+    if not isinstance(net.backbone, Backbone):
+        raise ValueError("attention needs a ViT: pass --ckpt or --model, not --baseline")
+    return net.backbone
+
+
+def evaluate_localize(
+    ckpt: str | Path | None = None,
+    *,
+    model: str | None = None,
+    which: str = "teacher",
+    data: str | None = None,
+    data_root: str | None = None,
+    overrides: Sequence[str] = (),
+    roi_class: str | None = None,
+    split: str = "test",
+    keep: float = 0.6,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    json_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Localisation scores of a network's head-mean CLS attention on ``split``.
+
+    Args:
+        ckpt, model, which, data, data_root, overrides: The network and data, as
+            :func:`dino_mx.eval.evaluate_knn`; the data must have regions (roi_npz / coco).
+        roi_class: Class name or id whose boxes count; None: every box.
+        split: Split scored.
+        keep: Attention mass kept by the threshold.
+        image_size: Input side; default the training global-crop size.
+        batch_size, device: Inference settings.
+        json_path: Also write the result here (a run always gets ``RUN/eval/localize.json``).
+
+    Returns:
+        The run description, ``metrics`` (means of :data:`SCORES` over the images with a box)
+        and ``per_image`` (``index``, ``id``, ``n_boxes`` and the scores).
+    """
+    net = load_network(ckpt, model, None, which, data, data_root, overrides)
+    size = int(image_size or net.image_size)
+    channels = net.backbone.num_channels if isinstance(net.backbone, Backbone) else None
+    dataset = eval_dataset(net.cfg.data, split, size, channels)
+    if not hasattr(dataset, "regions"):
+        raise ValueError(
+            f"data '{net.cfg.data.name}' has no regions of interest: use a roi_npz or coco "
+            "dataset, e.g. --data bccd_roi"
+        )
+    backbone = network_backbone(net, dataset.channels)
+    if size % backbone.patch_size:
+        raise ValueError(f"image size {size} is not a multiple of patch {backbone.patch_size}")
+    classes = dataset.class_ids([roi_class]) if roi_class is not None else None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backbone.eval().to(device)
+    per_image, index = [], 0
+    for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        maps = cls_attention(backbone, images.as_subclass(Tensor).to(device)).mean(1).cpu()
+        for attention in maps:  # (h, w) head mean
+            regions = dataset.regions(index).select(classes)
+            if len(regions):
+                height, width = (int(v) for v in dataset.image_sizes[index])
+                scale = torch.tensor([size / width, size / height] * 2)
+                scores = localization_scores(attention, regions.boxes * scale, (size, size), keep)
+                entry = {"index": index, "id": int(dataset.ids[index]), "n_boxes": len(regions)}
+                per_image.append(entry | scores)
+            index += 1
+    data_cfg = net.cfg.data
+    result = {
+        "eval": "localize",
+        "network": net.label,
+        "which": net.which,
+        "checkpoint": str(net.ckpt) if net.ckpt else None,
+        "step": net.step,
+        "model": net.cfg.model.name,
+        "data": {"name": data_cfg.name, "size": data_cfg.size, "image_size": size},
+        "split": split,
+        "roi_class": roi_class,
+        "keep": keep,
+        "n_images": len(per_image),
+        "n_skipped": index - len(per_image),
+        "metrics": {s: _mean([e[s] for e in per_image]) for s in SCORES},
+        "per_image": per_image,
+    }
+    write_result(result, net.run_dir, json_path)
+    return result
+
+
+def format_localize(result: dict[str, Any]) -> str:
+    """One-paragraph report of an :func:`evaluate_localize` result."""
+    m, d = result["metrics"], result["data"]
+    step = f", step {result['step']}" if result["step"] is not None else ""
+    return (
+        f"localize | {result['network']}{step} | {d['name']} {result['split']} at "
+        f"{d['image_size']} px | class {result['roi_class'] or 'all'} | keep {result['keep']}\n"
+        f"{result['n_images']} images with boxes ({result['n_skipped']} without)\n"
+        f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
+        f"pointing {m['pointing']:.4f}  (chance precision {m['box_fraction']:.4f})"
+    )
+
+
+def add_localize_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``localize`` to the ``dino-mx eval`` sub-commands (``common``: shared options)."""
+    parser = sub.add_parser(
+        "localize", parents=[common], help="attention precision / recall / pointing on boxes"
+    )
+    parser.add_argument("--roi-class", help="box class scored (name or id); default all")
+    parser.add_argument("--keep", type=float, default=0.6, help="attention mass kept (DINO)")
+    parser.add_argument("--image-size", type=int, help="input side (default: global crop)")
+
+
+def run_localize(args: argparse.Namespace) -> int:
+    """Run ``dino-mx eval localize`` from parsed arguments; print the report."""
+    if args.baseline:
+        raise ValueError("localize needs a ViT's attention: pass --ckpt or --model")
+    result = evaluate_localize(
+        args.ckpt,
+        model=args.model,
+        which=args.which,
+        data=args.data,
+        data_root=args.data_root,
+        overrides=args.override,
+        roi_class=args.roi_class,
+        split=args.split,
+        keep=args.keep,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        json_path=args.json_path,
+    )
+    print(format_localize(result))
+    return 0

@@ -1,0 +1,89 @@
+"""``dino-mx export``: a trained backbone as a Hugging Face folder.
+
+    dino-mx export --ckpt runs/pn --out exported/pn                 # the EMA teacher
+    dino-mx export --ckpt runs/pn/checkpoints/step_0000300 --out DIR --which student
+
+The folder holds ``config.json`` and ``model.safetensors`` with any LoRA update merged into the
+base weights, so ``transformers.AutoModel.from_pretrained(DIR)`` loads it with no dino-mx or
+peft installed, and ``dino-mx train model.pretrained=DIR`` continues from it (another domain,
+another adapter). ``dino_mx_export.json`` beside them says where it came from and the
+normalisation and image size it was trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from dino_mx.eval.features import WHICH, load_backbone_from_checkpoint
+
+log = logging.getLogger(__name__)
+INFO_FILE = "dino_mx_export.json"
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, which: str = "teacher") -> Path:
+    """Write the ``which`` backbone of ``ckpt`` to ``out`` with ``save_pretrained``.
+
+    Args:
+        ckpt: Run directory (its latest checkpoint) or a ``step_*`` checkpoint folder.
+        out: Folder to create; a previous export there is replaced atomically, any other
+            non-empty folder is refused.
+        which: ``teacher`` (the EMA network, what DINO evaluates) or ``student``.
+
+    Returns:
+        The folder written.
+    """
+    backbone, cfg, step = load_backbone_from_checkpoint(ckpt, which)
+    out = Path(out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()) and not (out / INFO_FILE).is_file():
+        raise FileExistsError(f"{out} exists and is not a dino-mx export: choose another --out")
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    backbone.model.save_pretrained(tmp)  # config.json + model.safetensors
+    info: dict[str, Any] = {
+        "checkpoint": str(Path(ckpt).resolve()),
+        "which": which,
+        "step": step,
+        "model": cfg.model.name,
+        "adapter": OmegaConf.to_container(cfg.adapter) if "adapter" in cfg else {"name": "full"},
+        "data": {"name": cfg.data.name, "mean": list(cfg.data.mean), "std": list(cfg.data.std)},
+        "image_size": int(cfg.augment.global_size),
+    }
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log.info("exported the %s of %s (step %d) to %s", which, ckpt, step, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``dino-mx export`` arguments and export; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="dino-mx export",
+        description="Write a checkpoint's backbone (LoRA merged) as a Hugging Face folder.",
+    )
+    parser.add_argument("--ckpt", required=True, help="run directory or step_* folder")
+    parser.add_argument("--out", required=True, help="output folder (AutoModel.from_pretrained)")
+    parser.add_argument("--which", choices=WHICH, default="teacher", help="default: teacher")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = export_checkpoint(args.ckpt, args.out, args.which)
+    except (OSError, KeyError, ValueError) as err:
+        print(f"dino-mx export: {err}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
