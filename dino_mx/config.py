@@ -94,8 +94,19 @@ class HeadConfig:
 
 
 @dataclass
+class IBOTConfig:
+    """iBOT masked-patch loss of ``method=dinov2`` (configs/method/dinov2.yaml holds advice)."""
+
+    weight: float = 0.0  # 0 disables (dinov1); DINOv2: 1.0
+    separate_head: bool = False  # false: the DINO head also projects the patch tokens
+    head: HeadConfig = field(default_factory=HeadConfig)  # used when separate_head is true
+    mask_ratio_min_max: list[float] = field(default_factory=lambda: [0.1, 0.5])
+    mask_sample_probability: float = 0.5  # share of global crops that are masked at all
+
+
+@dataclass
 class MethodConfig:
-    name: str = MISSING
+    name: str = MISSING  # dinov1 | dinov2
     head: HeadConfig = field(default_factory=HeadConfig)
     student_temp: float = 0.1
     teacher_temp: float = 0.04
@@ -103,6 +114,12 @@ class MethodConfig:
     warmup_teacher_temp_ratio: float = 0.3
     center_momentum: float = 0.9
     momentum_teacher: float = 0.996
+    centering: str = "softmax_center"  # softmax_center | sinkhorn_knopp (both losses)
+    dino_weight: float = 1.0  # weight of the CLS (DINO) loss
+    koleo_weight: float = 0.0  # KoLeo on the student's global CLS features; dinov2 only
+    ibot: IBOTConfig = field(default_factory=IBOTConfig)  # dinov2 only
+    layerwise_decay: float = 1.0  # lr of block i scaled by decay^(depth - i); 1 disables
+    patch_embed_lr_mult: float = 1.0  # extra lr factor of the patch embedding
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """Datasets that return raw uint8 images (some with regions of interest), the multi-crop and
-label-guided augmentations and the seeded sampler."""
+label-guided augmentations, block masks for masked-image modelling and the seeded sampler."""
 
 from dino_mx.data.build import ConvertChannels, build_augment, build_dataset, resolve_data_path
 from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided, roi_crop_box
+from dino_mx.data.masking import BlockMaskGenerator, MaskedCrops
 from dino_mx.data.multicrop import MultiCrop, build_multicrop
 from dino_mx.data.npz import (
     NpzImageDataset,
@@ -16,10 +17,12 @@ from dino_mx.data.roi import Regions, RoiDataset, load_roi_npz
 from dino_mx.data.sampler import InfiniteSampler, SeededAugment
 
 __all__ = [
+    "BlockMaskGenerator",
     "ConvertChannels",
     "ImageFolderDataset",
     "InfiniteSampler",
     "LabelGuidedCrop",
+    "MaskedCrops",
     "MultiCrop",
     "NpzImageDataset",
     "Regions",

@@ -1,4 +1,5 @@
-"""Deterministic, resumable sampling: the data order and every crop depend only on the seed.
+"""Deterministic, resumable sampling: the data order, every crop and every iBOT mask depend
+only on the seed.
 
 :class:`InfiniteSampler` yields ``(index, augmentation_seed)`` pairs from a stream of per-epoch
 permutations, sharded across processes. :class:`SeededAugment` seeds the random transforms of

@@ -7,7 +7,8 @@ Layout of a run directory::
         model.safetensors                  the student (backbone + head)
         optimizer.bin, random_states_*.pkl
         custom_checkpoint_0.pkl            the EMA teacher's state dict  (CUSTOM_OBJECTS order)
-        custom_checkpoint_1.pkl            the loss (teacher centre)
+        custom_checkpoint_1.pkl            the loss state: teacher centres (dinov1 `center`;
+                                           dinov2 `dino.center`, `ibot.center`)
         custom_checkpoint_2.pkl            the train state (step)
         config.yaml                        the resolved config it was trained with
         base.json                          adapter=lora/freeze only: the frozen weights are not

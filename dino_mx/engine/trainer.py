@@ -3,7 +3,8 @@
 Step-based: ``trainer.max_steps`` optimiser updates, each of ``trainer.grad_accum`` micro-batches
 of ``trainer.batch_size`` images per process. Every schedule is a closed form of the step, the
 data stream is a function of the seed (:mod:`dino_mx.data.sampler`), and the checkpoint holds
-everything else, so a resumed run continues bit for bit.
+everything else, so a resumed run continues bit for bit. What a step computes — DINOv1 or
+DINOv2 — is the method's business (:mod:`dino_mx.engine.methods`); the loop is the same.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -31,14 +32,14 @@ from dino_mx.engine.checkpoint import (
     save_checkpoint,
 )
 from dino_mx.engine.frozen_base import FrozenBase
+from dino_mx.engine.methods import build_method
+from dino_mx.engine.optim import Schedules, param_groups
 from dino_mx.eval.features import eval_dataset, extract_features
 from dino_mx.eval.knn import knn_evaluate
-from dino_mx.losses import DINOLoss
-from dino_mx.models import DINOHead, MultiCropModel, build_backbone
+from dino_mx.models import build_backbone
 from dino_mx.models.adapters import apply_adapter
 from dino_mx.models.param_report import log_parameters
-from dino_mx.schedules import cosine_schedule, linear_warmup
-from dino_mx.teacher import build_teacher, ema_update, teacher_momentum
+from dino_mx.teacher import build_teacher, ema_update
 
 log = logging.getLogger(__name__)
 
@@ -54,56 +55,10 @@ def resolve_precision(precision: str) -> str:
     return "no" if precision == "fp32" else precision
 
 
-def param_groups(model: nn.Module) -> list[dict]:
-    """DINO's split: biases and 1-D parameters (norms) get no weight decay."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if name.endswith(".bias") or p.ndim == 1 else decay).append(p)
-    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False}]
-
-
-@dataclass
-class Schedules:
-    """All per-step hyper-parameters of one run, as closed forms of the step."""
-
-    cfg: DictConfig
-
-    def at(self, step: int) -> dict[str, float]:
-        o, m, total = self.cfg.optim, self.cfg.method, self.cfg.trainer.max_steps
-        return {
-            "lr": cosine_schedule(
-                step, total, o.lr, o.min_lr, warmup_steps=int(o.warmup_ratio * total)
-            ),
-            "wd": cosine_schedule(step, total, o.weight_decay, o.weight_decay_end),
-            "momentum": teacher_momentum(step, total, m.momentum_teacher),
-            "teacher_temp": linear_warmup(
-                step,
-                int(m.warmup_teacher_temp_ratio * total),
-                m.warmup_teacher_temp,
-                m.teacher_temp,
-            ),
-        }
-
-
-@torch.no_grad()
-def teacher_entropies(probs: list[Tensor]) -> tuple[float, float]:
-    """Collapse monitors of the teacher's (B, K) distributions.
-
-    Returns the mean per-sample entropy (log K when uniform: collapse to uniform) and the
-    entropy of the batch-mean distribution (0 when every sample picks one prototype).
-    """
-    p = torch.cat(probs).float()  # (n_views * B, K)
-    per_sample = -(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean()
-    mean = p.mean(0)
-    batch = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
-    return per_sample.item(), batch.item()
-
-
-def _batches(loader: DataLoader) -> Iterator[list[Tensor]]:
-    for crops, _ in loader:
-        yield crops
+def _batches(loader: DataLoader) -> Iterator[Any]:
+    """The per-sample transform's output, collated: crops (dinov1), [crops, masks] (dinov2)."""
+    for views, _ in loader:
+        yield views
 
 
 class Trainer:
@@ -115,32 +70,26 @@ class Trainer:
         self.dataset = build_dataset(cfg.data, "train")
         channels = self.dataset.channels
         self.transform = build_augment(cfg.augment, self.dataset, cfg.data.mean, cfg.data.std)
+        self.method = build_method(cfg.method)
         backbone = build_backbone(cfg.model, channels)
-        # DINOv1 never masks patches: a backbone's mask token would be an unused parameter
-        # (an error under DDP), so it is frozen rather than trained by nothing.
-        for name, p in backbone.named_parameters():
-            if name.endswith("mask_token"):
-                p.requires_grad_(False)
+        self.method.prepare_backbone(backbone)
         # adapter=lora/freeze: the frozen base is written once to RUN/base, not per checkpoint.
         self.base = FrozenBase(run_dir) if cfg.adapter.name != "full" else None
         if self.base is not None:
             self.base.attach(backbone.model, resume=t.resume, is_main=accelerator.is_main_process)
         backbone = apply_adapter(backbone, cfg.adapter)
-        h = cfg.method.head
-        head = DINOHead(
-            backbone.embed_dim,
-            h.out_dim,
-            h.hidden_dim,
-            h.bottleneck_dim,
-            h.nlayers,
-            h.norm_last_layer,
+        student = self.method.build_student(backbone)
+        self.transform = self.method.wrap_transform(
+            self.transform, backbone, cfg.augment.global_size
         )
-        student = MultiCropModel(backbone, head)
-        log_parameters(backbone.model, head, run_dir if accelerator.is_main_process else None)
-        self.loss_fn = DINOLoss(h.out_dim, cfg.method.student_temp, cfg.method.center_momentum)
+        heads = nn.ModuleList(m for n, m in student.named_children() if n != "backbone")
+        log_parameters(backbone.model, heads, run_dir if accelerator.is_main_process else None)
+        # The method's loss module(s): their teacher centres are checkpointed as "loss".
+        self.loss_fn = self.method.losses
         self.loss_fn.to(accelerator.device)
-        o = cfg.optim
-        optimizer = torch.optim.AdamW(param_groups(student), lr=0.0, betas=tuple(o.betas))
+        o, m = cfg.optim, cfg.method
+        groups = param_groups(student, m.layerwise_decay, m.patch_embed_lr_mult)
+        optimizer = torch.optim.AdamW(groups, lr=0.0, betas=tuple(o.betas))
         if t.compile:
             student = torch.compile(student)
         self.student, self.optimizer = accelerator.prepare(student, optimizer)
@@ -194,24 +143,22 @@ class Trainer:
 
     def _set_hparams(self, values: dict[str, float]) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = values["lr"]
+            group["lr"] = values["lr"] * group["lr_scale"]
             group["weight_decay"] = values["wd"] if group["apply_wd"] else 0.0
 
-    def _step(self, batches: Iterator[list[Tensor]], hp: dict[str, float], monitor: bool) -> dict:
+    def _step(self, batches: Iterator[Any], hp: dict[str, float], monitor: bool) -> dict:
         """One optimiser update over ``grad_accum`` micro-batches; returns scalars to log."""
-        acc, step = self.acc, self.state.step
+        acc, step, accum = self.acc, self.state.step, self.cfg.trainer.grad_accum
         out: dict[str, float] = {}
-        total = 0.0
-        for _ in range(self.cfg.trainer.grad_accum):
-            crops = [c.to(acc.device, non_blocking=True) for c in next(batches)]
+        totals: dict[str, float] = {}
+        for _ in range(accum):
+            batch = send_to_device(next(batches), acc.device, non_blocking=True)
             with acc.accumulate(self.student), acc.autocast():
-                with torch.no_grad():
-                    teacher_out = self.teacher(crops[:2])  # global views only
-                if monitor and not out:
-                    probs = self.loss_fn.teacher_probs(teacher_out, hp["teacher_temp"])
-                    out["teacher_entropy"], out["teacher_batch_entropy"] = teacher_entropies(probs)
-                student_out = self.student(crops)
-                loss = self.loss_fn(student_out, teacher_out, hp["teacher_temp"])
+                result = self.method(
+                    self.student, self.teacher, batch, hp["teacher_temp"], monitor and not out
+                )
+                out |= result.monitors
+                loss = result.loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss is {loss.item()} at step {step}; lower optim.lr or raise "
@@ -221,16 +168,19 @@ class Trainer:
                 if acc.sync_gradients:
                     if self.cfg.optim.clip_grad > 0:
                         acc.clip_grad_norm_(self.student.parameters(), self.cfg.optim.clip_grad)
-                    if step < self.freeze_last_layer_steps:
-                        for p in acc.unwrap_model(self.student).head.last_layer.parameters():
-                            p.grad = None
+                    if step < self.freeze_last_layer_steps:  # the prototypes of every head
+                        for name, p in acc.unwrap_model(self.student).named_parameters():
+                            if ".last_layer." in name:
+                                p.grad = None
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-            total += loss.detach().item()
+            for name, value in {"loss": loss.detach(), **result.terms}.items():
+                key = name if name == "loss" else f"loss/{name}"
+                totals[key] = totals.get(key, 0.0) + value.item()
         ema_update(self.teacher, acc.unwrap_model(self.student), hp["momentum"])
-        out["loss"] = total / self.cfg.trainer.grad_accum
+        out |= {k: v / accum for k, v in totals.items()}
         if monitor:
-            out["center_norm"] = self.loss_fn.center.norm().item()
+            out |= self.method.state_monitors()
         return out
 
     @torch.no_grad()

@@ -1,16 +1,23 @@
 """DINO self-distillation loss on CLS-token prototypes (Caron et al., ICCV 2021).
 
-The teacher's global-view outputs are centred with an EMA centre and sharpened by a low
-temperature; the student's outputs over every view are matched to them by cross-entropy, over
-cross-view pairs only (a view never predicts itself).
+The teacher's global-view outputs are centred and sharpened by a low temperature — with an EMA
+centre (DINO) or Sinkhorn-Knopp (DINOv2, Oquab et al. 2023), see
+:mod:`dino_mx.losses.centering` — and the student's outputs over every view are matched to them
+by cross-entropy, over cross-view pairs only (a view never predicts itself).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dino_mx.losses.centering import (
+    check_centering,
+    sinkhorn_knopp,
+    softmax_center,
+    update_ema_center,
+)
 
 
 class DINOLoss(nn.Module):
@@ -20,14 +27,23 @@ class DINOLoss(nn.Module):
         out_dim: Number of prototypes K (the head's output width).
         student_temp: Student softmax temperature (DINO: 0.1).
         center_momentum: EMA momentum of the teacher centre (DINO: 0.9).
+        centering: ``softmax_center`` (DINO's EMA centre) or ``sinkhorn_knopp`` (DINOv2's
+            option: 3 Sinkhorn-Knopp iterations over the teacher views of the global batch).
 
     The centre is a buffer of shape (1, K) so it is saved with the module's state dict and
-    averaged across processes when ``torch.distributed`` is initialised.
+    averaged across processes when ``torch.distributed`` is initialised. Sinkhorn-Knopp keeps
+    it (unused, unchanged) so checkpoints have the same keys either way.
     """
 
     center: Tensor
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "softmax_center",
+    ):
         super().__init__()
         if out_dim <= 0:
             raise ValueError(f"out_dim must be positive, got {out_dim}")
@@ -36,11 +52,20 @@ class DINOLoss(nn.Module):
         self.out_dim = out_dim
         self.student_temp = student_temp
         self.center_momentum = center_momentum
+        self.centering = check_centering(centering)
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def teacher_probs(self, teacher_out: list[Tensor], teacher_temp: float) -> list[Tensor]:
-        """Centre and sharpen teacher logits: softmax((t - c) / teacher_temp), each (B, K)."""
-        return [F.softmax((t.float() - self.center) / teacher_temp, dim=-1) for t in teacher_out]
+        """Centre and sharpen teacher logits into targets, each (B, K) with rows summing to 1.
+
+        ``softmax_center``: softmax((t - c) / teacher_temp) per view. ``sinkhorn_knopp``: one
+        :func:`~dino_mx.losses.sinkhorn_knopp` over the views stacked, (n_views * B, K), then
+        split back per view.
+        """
+        if self.centering == "sinkhorn_knopp":
+            batch = teacher_out[0].shape[0]
+            return list(sinkhorn_knopp(torch.cat(teacher_out), teacher_temp).split(batch))
+        return [softmax_center(t, self.center, teacher_temp) for t in teacher_out]
 
     def forward(
         self, student_out: list[Tensor], teacher_out: list[Tensor], teacher_temp: float
@@ -84,17 +109,12 @@ class DINOLoss(nn.Module):
                 n_pairs += 1
         if n_pairs == 0:
             raise ValueError("need at least two views to form a cross-view pair")
-        self.update_center(teacher_out)
+        if self.centering == "softmax_center":
+            self.update_center(teacher_out)
         return total / n_pairs
 
     @torch.no_grad()
     def update_center(self, teacher_out: list[Tensor]) -> None:
         """center <- m * center + (1 - m) * mean of teacher logits over all views and processes."""
-        logits = torch.cat(teacher_out).float()  # (n_views * B, K)
-        batch_sum = logits.sum(dim=0, keepdim=True)
-        count = torch.tensor(float(logits.shape[0]), device=logits.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(batch_sum)
-            dist.all_reduce(count)
-        batch_center = batch_sum / count
-        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+        logits = torch.cat(teacher_out)  # (n_views * B, K)
+        update_ema_center(self.center, logits, self.center_momentum)

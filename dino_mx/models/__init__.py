@@ -8,16 +8,19 @@ from dino_mx.models.backbone import (
     load_pretrained_model,
     random_init_model,
 )
-from dino_mx.models.head import DINOHead
-from dino_mx.models.multicrop import MultiCropModel
+from dino_mx.models.head import DINOHead, build_head
+from dino_mx.models.multicrop import MaskedMultiCropModel, MaskedMultiCropOutput, MultiCropModel
 
 __all__ = [
     "Backbone",
     "DINOHead",
+    "MaskedMultiCropModel",
+    "MaskedMultiCropOutput",
     "MultiCropModel",
     "adapt_input_channels",
     "apply_adapter",
     "build_backbone",
+    "build_head",
     "load_pretrained_model",
     "random_init_model",
 ]

@@ -36,7 +36,15 @@ class Backbone(nn.Module):
     Args:
         model: ``ViTModel`` or ``Dinov2Model`` (anything with ``last_hidden_state`` whose first
             token is CLS and whose config has ``hidden_size``, ``patch_size``, ``num_channels``).
+
+    Masked-image modelling (iBOT, DINOv2) replaces some patch embeddings by a learned mask token
+    before the encoder. ``Dinov2Model`` has its own token; ``ViTModel`` has one only when built
+    with ``use_mask_token=True``, which DINO checkpoints are not. :meth:`enable_mask_token`
+    gives the others a token of the wrapper (``Backbone.mask_token``), applied at the same
+    place, so ``bool_masked_pos`` works with any backbone.
     """
+
+    mask_token: nn.Parameter | None
 
     def __init__(self, model: PreTrainedModel):
         super().__init__()
@@ -47,6 +55,20 @@ class Backbone(nn.Module):
         self._interpolate = isinstance(model, ViTModel)  # Dinov2Model always interpolates
         # Register tokens (DINOv2 with registers) sit between CLS and the patches.
         self.num_prefix_tokens = 1 + getattr(model.config, "num_register_tokens", 0)
+        embeddings = getattr(model, "embeddings", None)
+        self.has_native_mask_token = getattr(embeddings, "mask_token", None) is not None
+        self.mask_token = None
+
+    def enable_mask_token(self) -> None:
+        """Make ``bool_masked_pos`` usable: a no-op for a model with its own mask token, else a
+        learnable (1, 1, D) token of the wrapper, zero-initialised as HF and DINOv2 do."""
+        if self.has_native_mask_token or self.mask_token is not None:
+            return
+        if not hasattr(getattr(self.model, "embeddings", None), "patch_embeddings"):
+            raise ValueError(
+                f"{type(self.model).__name__} has no embeddings.patch_embeddings to mask"
+            )
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
 
     def forward(
         self, pixel_values: Tensor, bool_masked_pos: Tensor | None = None
@@ -55,13 +77,33 @@ class Backbone(nn.Module):
 
         Args:
             pixel_values: (B, C, H, W) normalised images; H and W multiples of the patch size.
-            bool_masked_pos: Optional (B, N) mask of patches replaced by the mask token.
+            bool_masked_pos: Optional (B, N) mask of patches replaced by the mask token (the
+                model's own, else the wrapper's: see :meth:`enable_mask_token`).
 
         Returns:
             ``cls`` (B, D) and ``patches`` (B, N, D), N = (H / p) * (W / p), after the final norm.
         """
         kwargs = {"interpolate_pos_encoding": True} if self._interpolate else {}
-        out = self.model(pixel_values=pixel_values, bool_masked_pos=bool_masked_pos, **kwargs)
+        if bool_masked_pos is None or self.has_native_mask_token:
+            out = self.model(pixel_values=pixel_values, bool_masked_pos=bool_masked_pos, **kwargs)
+        else:
+            if self.mask_token is None:
+                raise ValueError(
+                    f"{type(self.model).__name__} has no mask token: call enable_mask_token() "
+                    "before passing bool_masked_pos"
+                )
+
+            # Swap masked patch embeddings for the token before CLS and positions are added,
+            # exactly where HF's own mask token goes.
+            def mask_patches(module: nn.Module, args: tuple, patches: Tensor) -> Tensor:
+                token = self.mask_token.to(patches.dtype)  # type: ignore[union-attr]
+                return torch.where(bool_masked_pos.unsqueeze(-1), token, patches)  # (B, N, D)
+
+            hook = self.model.embeddings.patch_embeddings.register_forward_hook(mask_patches)
+            try:
+                out = self.model(pixel_values=pixel_values, **kwargs)
+            finally:
+                hook.remove()
         tokens = out.last_hidden_state  # (B, prefix + N, D)
         return tokens[:, 0], tokens[:, self.num_prefix_tokens :]
 

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from dino_mx.config import HeadConfig
+
 
 class DINOHead(nn.Module):
     """Projects backbone features onto ``out_dim`` prototypes (Caron et al., 2021).
@@ -56,3 +58,10 @@ class DINOHead(nn.Module):
         """(B, D) features -> (B, K) prototype logits."""
         x = F.normalize(self.mlp(x), dim=-1, p=2)  # (B, bottleneck)
         return self.last_layer(x)
+
+
+def build_head(cfg: HeadConfig, in_dim: int) -> DINOHead:
+    """Builder: a ``method.head`` (or ``method.ibot.head``) config to a :class:`DINOHead`."""
+    return DINOHead(
+        in_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim, cfg.nlayers, cfg.norm_last_layer
+    )

@@ -1,8 +1,14 @@
-"""Backbone + head applied to a list of crops of several resolutions."""
+"""Backbone + head(s) applied to a list of crops of several resolutions.
+
+:class:`MultiCropModel` is DINO's wrapper: prototype logits of every crop's CLS token.
+:class:`MaskedMultiCropModel` is DINOv2's: the same, plus the CLS features (for KoLeo) and the
+iBOT head's logits of selected patch tokens of the global crops, which the student sees masked.
+"""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -34,3 +40,80 @@ class MultiCropModel(nn.Module):
             features.append(cls)
         logits = self.head(torch.cat(features))  # (n_crops * B, K)
         return list(logits.split(batch))
+
+
+@dataclass
+class MaskedMultiCropOutput:
+    """What :class:`MaskedMultiCropModel` returns.
+
+    Attributes:
+        cls_logits: One (B, K) DINO-head logit tensor per crop, in crop order.
+        cls_features: One (B, D) backbone CLS feature per crop (after the final norm).
+        patch_logits: (M, K') iBOT-head logits of the selected patches of the global crops,
+            in ``masks.nonzero()`` order; M = ``masks.sum()``.
+    """
+
+    cls_logits: list[Tensor]
+    cls_features: list[Tensor]
+    patch_logits: Tensor
+
+
+class MaskedMultiCropModel(nn.Module):
+    """DINOv2's student / teacher network: CLS prototypes of every crop and patch prototypes of
+    the masked positions of the global crops (Oquab et al. 2023; iBOT, Zhou et al. 2022).
+
+    Args:
+        backbone: The encoder; call ``backbone.enable_mask_token()`` first for a student.
+        head: DINO head for the CLS tokens.
+        ibot_head: A separate head for the patch tokens (``ibot.separate_head``), or None to
+            share ``head`` (DINOv2's default). A shared head runs once on CLS and patch tokens.
+        n_global: Number of global crops, the first crops of every list.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: DINOHead,
+        ibot_head: DINOHead | None = None,
+        n_global: int = 2,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.ibot_head = ibot_head
+        self.n_global = n_global
+
+    def forward(
+        self, crops: list[Tensor], masks: Tensor, mask_inputs: bool = True
+    ) -> MaskedMultiCropOutput:
+        """Encode the crops; the global ones in one backbone call, the others by resolution.
+
+        Args:
+            crops: ``n_global`` global crops (B, C, H, W) first, then any local crops.
+            masks: (n_global * B, N) bool, global crops stacked crop by crop (the order of
+                ``torch.cat(crops[:n_global])``): the patches whose tokens go to the iBOT head.
+            mask_inputs: True for the student: those patches are replaced by the mask token
+                before the encoder. False for the teacher, which sees the whole crops.
+
+        Returns:
+            :class:`MaskedMultiCropOutput`.
+        """
+        if len(crops) < self.n_global:
+            raise ValueError(f"need at least {self.n_global} (global) crops, got {len(crops)}")
+        batch = crops[0].shape[0]
+        cls, patches = self.backbone(
+            torch.cat(crops[: self.n_global]), masks if mask_inputs else None
+        )  # (n_global * B, D), (n_global * B, N, D)
+        features = [cls]
+        for _, group in itertools.groupby(crops[self.n_global :], key=lambda c: c.shape[-2:]):
+            features.append(self.backbone(torch.cat(list(group)))[0])  # (n_group * B, D)
+        cls_all = torch.cat(features)  # (n_crops * B, D)
+        selected = patches[masks]  # (M, D)
+        if self.ibot_head is None:
+            logits = self.head(torch.cat([cls_all, selected]))  # one head call for both
+            cls_logits, patch_logits = logits[: len(cls_all)], logits[len(cls_all) :]
+        else:
+            cls_logits, patch_logits = self.head(cls_all), self.ibot_head(selected)
+        return MaskedMultiCropOutput(
+            list(cls_logits.split(batch)), list(cls_all.split(batch)), patch_logits
+        )

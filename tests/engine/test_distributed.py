@@ -32,11 +32,17 @@ def torchrun(*args, cwd):
 
 
 @pytest.mark.dist
-def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path):
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("method=dinov2", "method.ibot.separate_head=true", "model.arch=dinov2")],
+    ids=["dinov1", "dinov2"],
+)
+def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path, overrides):
     torchrun(
         str(ROOT / "tests/engine/dist_worker.py"),
         str(tmp_path / "run"),
         str(tmp_path),
+        *overrides,
         cwd=tmp_path,
     )
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -44,8 +50,11 @@ def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path)
     for part in ("student", "teacher"):
         for key in r0[part]:
             assert torch.equal(r0[part][key], r1[part][key]), (part, key)
-    # Each rank saw different images, so equal centres mean they were averaged across ranks.
-    assert torch.equal(r0["center"], r1["center"]) and r0["center"].abs().sum() > 0
+    # Each rank saw different images, so equal centres mean they were averaged across ranks
+    # (dinov2: the CLS centre and the iBOT patch centre).
+    assert r0["loss"].keys() == r1["loss"].keys() and r0["loss"]
+    for key, center in r0["loss"].items():
+        assert torch.equal(center, r1["loss"][key]) and center.abs().sum() > 0, key
 
 
 @pytest.mark.dist
