@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 CENTERINGS = ("softmax_center", "sinkhorn_knopp")
 
@@ -122,3 +122,36 @@ def sinkhorn_knopp(teacher_logits: Tensor, teacher_temp: float, n_iterations: in
         log_q = log_q - _logsumexp_over_rows(log_q)  # each prototype: the same total
         log_q = log_q - log_q.logsumexp(dim=1, keepdim=True)  # each sample: total 1
     return log_q.exp()
+
+
+class CenteredLoss(nn.Module):
+    """Base of the self-distillation losses: student temperature, centring choice and a (1, K)
+    EMA centre buffer (saved in the state dict; unused and unchanged under Sinkhorn-Knopp, so
+    checkpoints have the same keys either way).
+
+    Args:
+        out_dim: Number of prototypes K.
+        student_temp: Student softmax temperature.
+        center_momentum: EMA momentum of the teacher centre.
+        centering: One of :data:`CENTERINGS`.
+    """
+
+    center: Tensor
+
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "softmax_center",
+    ):
+        super().__init__()
+        if out_dim <= 0:
+            raise ValueError(f"out_dim must be positive, got {out_dim}")
+        if not 0.0 <= center_momentum < 1.0:
+            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum}")
+        self.out_dim = out_dim
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.centering = check_centering(centering)
+        self.register_buffer("center", torch.zeros(1, out_dim))

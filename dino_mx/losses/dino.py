@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from dino_mx.losses.centering import (
-    check_centering,
+    CenteredLoss,
     sinkhorn_knopp,
     softmax_center,
     update_ema_center,
 )
 
 
-class DINOLoss(nn.Module):
+class DINOLoss(CenteredLoss):
     """Cross-entropy between sharpened, centred teacher and student prototype distributions.
 
     Args:
@@ -34,26 +34,6 @@ class DINOLoss(nn.Module):
     averaged across processes when ``torch.distributed`` is initialised. Sinkhorn-Knopp keeps
     it (unused, unchanged) so checkpoints have the same keys either way.
     """
-
-    center: Tensor
-
-    def __init__(
-        self,
-        out_dim: int,
-        student_temp: float = 0.1,
-        center_momentum: float = 0.9,
-        centering: str = "softmax_center",
-    ):
-        super().__init__()
-        if out_dim <= 0:
-            raise ValueError(f"out_dim must be positive, got {out_dim}")
-        if not 0.0 <= center_momentum < 1.0:
-            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum}")
-        self.out_dim = out_dim
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.centering = check_centering(centering)
-        self.register_buffer("center", torch.zeros(1, out_dim))
 
     def teacher_probs(self, teacher_out: list[Tensor], teacher_temp: float) -> list[Tensor]:
         """Centre and sharpen teacher logits into targets, each (B, K) with rows summing to 1.

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from dino_mx.losses.centering import (
-    check_centering,
+    CenteredLoss,
     sinkhorn_knopp,
     softmax_center,
     update_ema_center,
 )
 
 
-class iBOTPatchLoss(nn.Module):  # noqa: N801 - the paper's spelling, as in DINOv2
+class iBOTPatchLoss(CenteredLoss):  # noqa: N801 - the paper's spelling, as in DINOv2
     """Cross-entropy between teacher and student patch prototypes at masked positions.
 
     Per image, the cross-entropy is averaged over its masked patches; the loss is the mean of
@@ -38,26 +38,6 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 - the paper's spelling, as in DINO
     The centre is a (1, K) buffer of its own, separate from the CLS loss's: patch and CLS
     prototypes have different statistics even when they share a head.
     """
-
-    center: Tensor
-
-    def __init__(
-        self,
-        out_dim: int,
-        student_temp: float = 0.1,
-        center_momentum: float = 0.9,
-        centering: str = "softmax_center",
-    ):
-        super().__init__()
-        if out_dim <= 0:
-            raise ValueError(f"out_dim must be positive, got {out_dim}")
-        if not 0.0 <= center_momentum < 1.0:
-            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum}")
-        self.out_dim = out_dim
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.centering = check_centering(centering)
-        self.register_buffer("center", torch.zeros(1, out_dim))
 
     def teacher_probs(self, teacher_patches: Tensor, teacher_temp: float) -> Tensor:
         """(M, K) teacher logits of the masked patches -> (M, K) targets, rows summing to 1."""

@@ -113,3 +113,18 @@ def test_missing_medmnist_file_says_where_and_how(tmp_path):
     with pytest.raises(FileNotFoundError, match="pathmnist_224.npz") as err:
         train(cfg, tmp_path / "run")
     assert "zenodo" in str(err.value).lower() and "md5" in str(err.value).lower()
+
+
+def test_collapse_monitors_match_their_definitions():
+    from dino_mx.engine.methods import teacher_entropies
+
+    def both(probs):
+        out = teacher_entropies([probs])
+        return out["teacher_entropy"], out["teacher_batch_entropy"]
+
+    k = 8
+    assert both(torch.full((4, k), 1.0 / k)) == pytest.approx((math.log(k), math.log(k)))
+    one_prototype = torch.nn.functional.one_hot(torch.zeros(4, dtype=torch.long), k).float()
+    assert both(one_prototype) == pytest.approx((0.0, 0.0), abs=1e-6)
+    # Confident and spread: each sample one-hot on a prototype of its own.
+    assert both(torch.eye(k)) == pytest.approx((0.0, math.log(k)), abs=1e-6)

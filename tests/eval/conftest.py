@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +70,24 @@ def roi_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = make_config(*ROI_RUN_OVERRIDES, f"data.root={root}", f"paths.output_dir={run}")
     train(cfg, run)
     return run
+
+
+TINY = ["model.depth=1", "model.hidden_size=24"]
+
+
+def train_tiny_run(out: Path) -> Path:
+    """Two DINO steps of a width-24, one-block ViT on the bundled data (a few seconds)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "dino_mx.cli",
+        "train",
+        "+experiment=smoke",
+        *TINY,
+        "trainer.max_steps=2",
+        "trainer.save_every=2",
+        "trainer.progress=false",
+        f"paths.output_dir={out}",
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
+    return out

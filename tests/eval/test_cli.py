@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,7 @@ from dino_mx.cli import main as dino_mx_main
 from dino_mx.config import config_dir
 from dino_mx.eval.cli import evaluate_knn, main
 from dino_mx.eval.network import compose_train_config
-
-TINY = ["model.depth=1", "model.hidden_size=24"]
+from tests.eval.conftest import TINY, train_tiny_run
 
 RECORD_KEYS = {
     "eval",
@@ -40,22 +37,7 @@ METRIC_KEYS = {"accuracy", "balanced_accuracy", "macro_f1"}
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two DINO steps of a width-24, one-block ViT on the bundled data (a few seconds)."""
-    out = tmp_path_factory.mktemp("train") / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dino_mx.cli",
-        "train",
-        "+experiment=smoke",
-        *TINY,
-        "trainer.max_steps=2",
-        "trainer.save_every=2",
-        "trainer.progress=false",
-        f"paths.output_dir={out}",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
-    return out
+    return train_tiny_run(tmp_path_factory.mktemp("train") / "run")
 
 
 def write_toy_npz(path: Path, multilabel: bool = False, seed: int = 0) -> list[str]:

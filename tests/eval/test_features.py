@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,27 +27,9 @@ from dino_mx.eval.features import (
     load_backbone_from_checkpoint,
 )
 from dino_mx.models.backbone import random_init_model
+from tests.eval.conftest import train_tiny_run
 
-TINY = ["model.depth=1", "model.hidden_size=24"]
 N_IMAGES = 32
-
-
-def train_tiny_run(out: Path) -> Path:
-    """Two DINO steps of a width-24, one-block ViT on the bundled data (a few seconds)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "dino_mx.cli",
-        "train",
-        "+experiment=smoke",
-        *TINY,
-        "trainer.max_steps=2",
-        "trainer.save_every=2",
-        "trainer.progress=false",
-        f"paths.output_dir={out}",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
-    return out
 
 
 @pytest.fixture(scope="module")
