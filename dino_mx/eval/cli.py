@@ -17,7 +17,6 @@ dict the command prints and writes (to ``--json`` and, for a run, ``RUN/eval/{kn
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -32,6 +31,7 @@ from dino_mx.eval.knn import DEFAULT_KS, knn_evaluate
 from dino_mx.eval.linear import DEFAULT_CS, linear_probe
 from dino_mx.eval.localize import add_localize_parser, run_localize
 from dino_mx.eval.network import Network, load_network, network_features
+from dino_mx.eval.results import write_result
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
@@ -54,26 +54,6 @@ def _record(kind: str, net: Network, tokens: str, split: str, feats: dict) -> di
         "n_eval": int(feats[split][0].shape[0]),
         "feature_dim": int(train_x.shape[1]),
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (an undefined AUC) -> null, which strict JSON readers accept."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _write(result: dict[str, Any], net: Network, json_path: str | Path | None) -> None:
-    text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
-    targets = [Path(json_path)] if json_path else []
-    if net.run_dir is not None:
-        targets.append(net.run_dir / "eval" / f"{result['eval']}.json")
-    for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        log.info("wrote %s", path)
 
 
 def evaluate_knn(
@@ -116,7 +96,7 @@ def evaluate_knn(
     metrics = knn_evaluate(train_x, train_y, test_x, test_y, ks, temperature)
     result = _record("knn", net, tokens, split, feats)
     result |= {"temperature": temperature, "metrics": {str(k): m for k, m in metrics.items()}}
-    _write(result, net, json_path)
+    write_result(result, net.run_dir, json_path)
     return result
 
 
@@ -154,7 +134,7 @@ def evaluate_linear(
     probe = linear_probe(*feats["train"], *feats["val"], *feats["test"], cs=cs)
     result = _record("linear", net, tokens, split, feats)
     result |= {**probe, "metrics": probe[split]}  # type: ignore[literal-required]
-    _write(result, net, json_path)
+    write_result(result, net.run_dir, json_path)
     return result
 
 

@@ -18,7 +18,6 @@ reported as the chance level). Launch it as
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader
 from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
 from dino_mx.eval.features import build_model_baseline, eval_dataset
 from dino_mx.eval.network import Network, load_network
+from dino_mx.eval.results import write_result
 from dino_mx.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
@@ -97,28 +97,6 @@ def localization_scores(
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else math.nan
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def write_result(
-    result: dict[str, Any], run_dir: Path | None, json_path: str | Path | None
-) -> None:
-    """Write ``result`` as JSON to ``json_path`` and, for a run, ``RUN/eval/{eval}.json``."""
-    text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
-    targets = [Path(json_path)] if json_path else []
-    if run_dir is not None:
-        targets.append(run_dir / "eval" / f"{result['eval']}.json")
-    for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        log.info("wrote %s", path)
 
 
 def network_backbone(net: Network, channels: int) -> Backbone:
