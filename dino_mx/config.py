@@ -123,6 +123,25 @@ class MethodConfig:
 
 
 @dataclass
+class DistillConfig:
+    """A frozen distillation teacher (configs/distill/teacher.yaml holds the advice)."""
+
+    name: str = "none"  # none | teacher
+    # hub name, local Hugging Face folder (e.g. a `dino-mx export`), dino-mx run directory or
+    # checkpoint (its EMA teacher), or a model preset of configs/model/ (random init: tests)
+    model: str | None = None
+    weight: float = 1.0  # total = self-distillation + weight * distillation
+    loss: str = "cosine"  # cosine | smooth_l1 | cross_entropy
+    teacher_views: str = "local"  # global | local | all: the crops the teacher encodes
+    student_views: str = "all"  # global | local | all: the student crops matched to them
+    projector_hidden: int = 0  # 0: linear student -> teacher projection; > 0: MLP width
+    out_dim: int = 4096  # cross_entropy: fixed random prototypes in the teacher's space
+    teacher_temp: float = 0.04  # cross_entropy
+    student_temp: float = 0.1  # cross_entropy
+    seed: int = 0  # the projector's init, the prototypes, a random-init preset teacher
+
+
+@dataclass
 class OptimConfig:
     name: str = "adamw"
     lr: float = 5e-4
@@ -163,6 +182,7 @@ class TrainConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -39,11 +39,16 @@ class MethodOutput:
         loss: The weighted total, to backpropagate.
         terms: Each loss unweighted, detached; logged as ``loss/<name>``.
         monitors: Collapse monitors of the teacher (when asked for).
+        crops: The micro-batch's views, global first, each (B, C, H, W).
+        projected: With ``Method.project``: the student's CLS features of every view through
+            the distillation projector, each (B, D_t), in crop order; else empty.
     """
 
     loss: Tensor
     terms: dict[str, Tensor]
     monitors: dict[str, float] = field(default_factory=dict)
+    crops: list[Tensor] = field(default_factory=list)
+    projected: list[Tensor] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -63,10 +68,12 @@ def teacher_entropies(probs: list[Tensor]) -> dict[str, float]:
 
 class Method(ABC):
     """A self-supervised method. Attribute ``losses``: the loss module(s) whose state (the
-    teacher centres) is checkpointed as ``loss``."""
+    teacher centres) is checkpointed as ``loss``. ``project``: set by the trainer when a
+    distillation teacher needs the student's projected features (``MethodOutput.projected``)."""
 
     name: str
     losses: nn.Module
+    project: bool = False
 
     def __init__(self, cfg: MethodConfig | DictConfig):
         self.cfg = cfg
@@ -76,8 +83,9 @@ class Method(ABC):
         """Adjust the backbone before the adapter is applied (mask token on or frozen)."""
 
     @abstractmethod
-    def build_student(self, backbone: Backbone) -> nn.Module:
-        """The student network around ``backbone`` (its heads built here)."""
+    def build_student(self, backbone: Backbone, projector: nn.Module | None = None) -> nn.Module:
+        """The student network around ``backbone`` (its heads built here), holding the
+        distillation ``projector`` when there is one."""
 
     def wrap_transform(self, transform: Callable, backbone: Backbone, global_size: int) -> Any:
         """The per-sample data transform (the multi-crop one by default)."""
@@ -116,8 +124,8 @@ class DINOv1(Method):
             if name.endswith("mask_token"):
                 p.requires_grad_(False)
 
-    def build_student(self, backbone: Backbone) -> nn.Module:
-        return MultiCropModel(backbone, build_head(self.cfg.head, backbone.embed_dim))
+    def build_student(self, backbone: Backbone, projector: nn.Module | None = None) -> nn.Module:
+        return MultiCropModel(backbone, build_head(self.cfg.head, backbone.embed_dim), projector)
 
     def __call__(
         self,
@@ -132,8 +140,10 @@ class DINOv1(Method):
         monitors = {}
         if monitor:
             monitors = teacher_entropies(self.loss.teacher_probs(teacher_out, teacher_temp))
-        loss = self.loss(student(batch), teacher_out, teacher_temp)
-        return MethodOutput(loss, {"dino": loss.detach()}, monitors)
+        out = student(batch, project=self.project)
+        logits, projected = out if self.project else (out, [])
+        loss = self.loss(logits, teacher_out, teacher_temp)
+        return MethodOutput(loss, {"dino": loss.detach()}, monitors, batch, projected)
 
     def state_monitors(self) -> dict[str, float]:
         if self.cfg.centering != "softmax_center":
@@ -165,11 +175,11 @@ class DINOv2(Method):
     def prepare_backbone(self, backbone: Backbone) -> None:
         backbone.enable_mask_token()  # the model's own, else one of the wrapper; it trains
 
-    def build_student(self, backbone: Backbone) -> nn.Module:
+    def build_student(self, backbone: Backbone, projector: nn.Module | None = None) -> nn.Module:
         head = build_head(self.cfg.head, backbone.embed_dim)
         ibot = self.cfg.ibot
         ibot_head = build_head(ibot.head, backbone.embed_dim) if ibot.separate_head else None
-        return MaskedMultiCropModel(backbone, head, ibot_head, N_GLOBAL)
+        return MaskedMultiCropModel(backbone, head, ibot_head, N_GLOBAL, projector)
 
     def wrap_transform(
         self, transform: Callable, backbone: Backbone, global_size: int
@@ -199,7 +209,7 @@ class DINOv2(Method):
         monitors = {}
         if monitor:
             monitors = teacher_entropies(self.dino.teacher_probs(t.cls_logits, teacher_temp))
-        s = student(crops, masks, mask_inputs=True)
+        s = student(crops, masks, mask_inputs=True, project=self.project)
         terms = {
             "dino": self.dino(s.cls_logits, t.cls_logits, teacher_temp),
             "ibot": self.ibot(s.patch_logits, t.patch_logits, masks, teacher_temp),
@@ -208,7 +218,8 @@ class DINOv2(Method):
         cfg = self.cfg
         weights = {"dino": cfg.dino_weight, "ibot": cfg.ibot.weight, "koleo": cfg.koleo_weight}
         loss = sum(weights[k] * v for k, v in terms.items())
-        return MethodOutput(loss, {k: v.detach() for k, v in terms.items()}, monitors)
+        detached = {k: v.detach() for k, v in terms.items()}
+        return MethodOutput(loss, detached, monitors, crops, s.projected)
 
     def state_monitors(self) -> dict[str, float]:
         if self.cfg.centering != "softmax_center":

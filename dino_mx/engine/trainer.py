@@ -31,6 +31,7 @@ from dino_mx.engine.checkpoint import (
     list_checkpoints,
     save_checkpoint,
 )
+from dino_mx.engine.distill import build_distiller
 from dino_mx.engine.frozen_base import FrozenBase
 from dino_mx.engine.methods import build_method
 from dino_mx.engine.optim import Schedules, param_groups
@@ -53,6 +54,9 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return "no" if precision == "fp32" else precision
+
+
+TRAINING_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _batches(loader: DataLoader) -> Iterator[Any]:
@@ -78,7 +82,18 @@ class Trainer:
         if self.base is not None:
             self.base.attach(backbone.model, resume=t.resume, is_main=accelerator.is_main_process)
         backbone = apply_adapter(backbone, cfg.adapter)
-        student = self.method.build_student(backbone)
+        # distill=teacher: a frozen teacher outside the student, a projector inside it.
+        distill = build_distiller(
+            cfg.distill,
+            channels,
+            backbone.embed_dim,
+            cfg.augment,
+            accelerator.device,
+            TRAINING_DTYPES[accelerator.mixed_precision],
+        )
+        self.distiller, projector = distill if distill is not None else (None, None)
+        self.method.project = self.distiller is not None
+        student = self.method.build_student(backbone, projector)
         self.transform = self.method.wrap_transform(
             self.transform, backbone, cfg.augment.global_size
         )
@@ -158,7 +173,11 @@ class Trainer:
                     self.student, self.teacher, batch, hp["teacher_temp"], monitor and not out
                 )
                 out |= result.monitors
-                loss = result.loss
+                loss, terms = result.loss, result.terms
+                if self.distiller is not None:
+                    distill = self.distiller(result.crops, result.projected)
+                    loss = loss + self.cfg.distill.weight * distill
+                    terms = {**terms, "self": result.loss.detach(), "distill": distill.detach()}
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss is {loss.item()} at step {step}; lower optim.lr or raise "
@@ -174,7 +193,7 @@ class Trainer:
                                 p.grad = None
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-            for name, value in {"loss": loss.detach(), **result.terms}.items():
+            for name, value in {"loss": loss.detach(), **terms}.items():
                 key = name if name == "loss" else f"loss/{name}"
                 totals[key] = totals.get(key, 0.0) + value.item()
         ema_update(self.teacher, acc.unwrap_model(self.student), hp["momentum"])

@@ -8,7 +8,7 @@ iBOT head's logits of selected patch tokens of the global crops, which the stude
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -22,15 +22,29 @@ class MultiCropModel(nn.Module):
 
     Crops of the same size must be consecutive (global crops first, then local ones), which is
     how :class:`dino_mx.data.MultiCrop` orders them.
+
+    ``projector`` (distillation, :mod:`dino_mx.models.projector`) maps the CLS features to a
+    frozen teacher's space. It is a child of this module, and runs inside ``forward``, so DDP
+    and FSDP see it as part of the student.
     """
 
-    def __init__(self, backbone: Backbone, head: DINOHead):
+    def __init__(self, backbone: Backbone, head: DINOHead, projector: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.projector = projector
 
-    def forward(self, crops: list[Tensor]) -> list[Tensor]:
-        """Args: crops, each (B, C, H_i, W_i). Returns one (B, K) logit tensor per crop."""
+    def forward(
+        self, crops: list[Tensor], project: bool = False
+    ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        """Args:
+            crops: Each (B, C, H_i, W_i).
+            project: Also return the projected CLS features (needs a ``projector``).
+
+        Returns:
+            One (B, K) logit tensor per crop; with ``project``, also one (B, D_t) projected
+            feature tensor per crop.
+        """
         if not crops:
             raise ValueError("need at least one crop")
         batch = crops[0].shape[0]
@@ -38,8 +52,18 @@ class MultiCropModel(nn.Module):
         for _, group in itertools.groupby(crops, key=lambda c: tuple(c.shape[-2:])):
             cls, _ = self.backbone(torch.cat(list(group)))  # (n_group * B, D)
             features.append(cls)
-        logits = self.head(torch.cat(features))  # (n_crops * B, K)
-        return list(logits.split(batch))
+        cls_all = torch.cat(features)  # (n_crops * B, D)
+        logits = list(self.head(cls_all).split(batch))  # (B, K) each
+        if not project:
+            return logits
+        return logits, list(_project(self.projector, cls_all).split(batch))
+
+
+def _project(projector: nn.Module | None, features: Tensor) -> Tensor:
+    """(N, D) student features -> (N, D_t) through the distillation projector."""
+    if projector is None:
+        raise ValueError("project=True needs a projector (distill=teacher builds one)")
+    return projector(features)
 
 
 @dataclass
@@ -51,11 +75,13 @@ class MaskedMultiCropOutput:
         cls_features: One (B, D) backbone CLS feature per crop (after the final norm).
         patch_logits: (M, K') iBOT-head logits of the selected patches of the global crops,
             in ``masks.nonzero()`` order; M = ``masks.sum()``.
+        projected: With ``project=True``: one (B, D_t) projected CLS feature per crop.
     """
 
     cls_logits: list[Tensor]
     cls_features: list[Tensor]
     patch_logits: Tensor
+    projected: list[Tensor] = field(default_factory=list)
 
 
 class MaskedMultiCropModel(nn.Module):
@@ -68,6 +94,7 @@ class MaskedMultiCropModel(nn.Module):
         ibot_head: A separate head for the patch tokens (``ibot.separate_head``), or None to
             share ``head`` (DINOv2's default). A shared head runs once on CLS and patch tokens.
         n_global: Number of global crops, the first crops of every list.
+        projector: The distillation projection of the CLS features (see :class:`MultiCropModel`).
     """
 
     def __init__(
@@ -76,15 +103,17 @@ class MaskedMultiCropModel(nn.Module):
         head: DINOHead,
         ibot_head: DINOHead | None = None,
         n_global: int = 2,
+        projector: nn.Module | None = None,
     ):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.ibot_head = ibot_head
         self.n_global = n_global
+        self.projector = projector
 
     def forward(
-        self, crops: list[Tensor], masks: Tensor, mask_inputs: bool = True
+        self, crops: list[Tensor], masks: Tensor, mask_inputs: bool = True, project: bool = False
     ) -> MaskedMultiCropOutput:
         """Encode the crops; the global ones in one backbone call, the others by resolution.
 
@@ -94,6 +123,7 @@ class MaskedMultiCropModel(nn.Module):
                 ``torch.cat(crops[:n_global])``): the patches whose tokens go to the iBOT head.
             mask_inputs: True for the student: those patches are replaced by the mask token
                 before the encoder. False for the teacher, which sees the whole crops.
+            project: Also compute the projected CLS features (needs a ``projector``).
 
         Returns:
             :class:`MaskedMultiCropOutput`.
@@ -114,6 +144,7 @@ class MaskedMultiCropModel(nn.Module):
             cls_logits, patch_logits = logits[: len(cls_all)], logits[len(cls_all) :]
         else:
             cls_logits, patch_logits = self.head(cls_all), self.ibot_head(selected)
+        projected = list(_project(self.projector, cls_all).split(batch)) if project else []
         return MaskedMultiCropOutput(
-            list(cls_logits.split(batch)), list(cls_all.split(batch)), patch_logits
+            list(cls_logits.split(batch)), list(cls_all.split(batch)), patch_logits, projected
         )
