@@ -97,8 +97,11 @@ class Trainer:
         self.transform = self.method.wrap_transform(
             self.transform, backbone, cfg.augment.global_size
         )
-        heads = nn.ModuleList(m for n, m in student.named_children() if n != "backbone")
-        log_parameters(backbone.model, heads, run_dir if accelerator.is_main_process else None)
+        heads = nn.ModuleList(
+            m for n, m in student.named_children() if n not in ("backbone", "projector")
+        )
+        report_dir = run_dir if accelerator.is_main_process else None
+        log_parameters(backbone.model, heads, report_dir, projector)
         # The method's loss module(s): their teacher centres are checkpointed as "loss".
         self.loss_fn = self.method.losses
         self.loss_fn.to(accelerator.device)

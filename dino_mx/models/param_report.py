@@ -32,9 +32,12 @@ def _count(params: list[nn.Parameter]) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
-def parameter_report(backbone: nn.Module, head: nn.Module) -> list[ParamRow]:
+def parameter_report(
+    backbone: nn.Module, head: nn.Module, projector: nn.Module | None = None
+) -> list[ParamRow]:
     """Total and trainable parameters of the embeddings, each block, the rest of the backbone
-    (final norm) and the head, plus an ``all`` row.
+    (final norm), the head and the distillation projector (when there is one), plus an ``all``
+    row.
 
     Consecutive blocks with the same counts are folded into one row (``blocks 0-5``), so a
     12-block LoRA model reads in one line and freeze-6 in two.
@@ -42,6 +45,7 @@ def parameter_report(backbone: nn.Module, head: nn.Module) -> list[ParamRow]:
     Args:
         backbone: The Hugging Face model (``Backbone.model``), adapters included.
         head: The DINO head.
+        projector: The distillation projection (``distill=teacher``).
     """
     prefix = block_prefix(backbone)
     embeddings, rest = [], []
@@ -66,6 +70,8 @@ def parameter_report(backbone: nn.Module, head: nn.Module) -> list[ParamRow]:
             rows.append(ParamRow(f"block {i}", *counts))
     rows.append(ParamRow("final norm", *_count(rest)))
     rows.append(ParamRow("head", *_count(list(head.parameters()))))
+    if projector is not None:
+        rows.append(ParamRow("projector", *_count(list(projector.parameters()))))
     rows.append(ParamRow("all", sum(r.total for r in rows), sum(r.trainable for r in rows)))
     return rows
 
@@ -79,10 +85,15 @@ def format_report(rows: list[ParamRow]) -> str:
     return "\n".join(lines)
 
 
-def log_parameters(backbone: nn.Module, head: nn.Module, run_dir: Path | None = None) -> str:
+def log_parameters(
+    backbone: nn.Module,
+    head: nn.Module,
+    run_dir: Path | None = None,
+    projector: nn.Module | None = None,
+) -> str:
     """Log the :func:`parameter_report` table (INFO, printed by ``dino-mx train``) and write
     it to ``run_dir/parameters.txt`` when a run directory is given; returns the table."""
-    table = format_report(parameter_report(backbone, head))
+    table = format_report(parameter_report(backbone, head, projector))
     log.info("parameters:\n%s", table)
     if run_dir is not None:
         Path(run_dir, REPORT_FILE).write_text(table + "\n")

@@ -68,6 +68,8 @@ def test_the_projection_trains_and_both_losses_are_logged(distill_run):
     trainer, _, student_before, run = distill_run
     projector = {n: p for n, p in trainer.student.named_parameters() if n.startswith("projector.")}
     assert projector["projector.0.weight"].shape == (96, 48)  # student 48 -> teacher 96
+    report = (run / "parameters.txt").read_text()
+    assert "projector          4,704         4,704  100.00" in report  # 48 * 96 + 96
     for name, p in projector.items():
         assert not torch.equal(p, student_before[name]), name
     for entry in logs(run):
