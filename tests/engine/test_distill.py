@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.utils import set_seed
+from omegaconf.errors import MissingMandatoryValue
 from safetensors.torch import load_file
 
 from dino_mx.engine.checkpoint import latest_checkpoint, load_component
@@ -188,6 +189,8 @@ def test_bad_teacher_settings_fail_naming_what_to_change(tmp_path):
         return build_distiller(cfg.distill, 1, 48, cfg.augment, torch.device("cpu"))
 
     assert distiller() is None  # distill=none
+    with pytest.raises((ValueError, MissingMandatoryValue), match="distill.model"):
+        distiller("distill=teacher")
     with pytest.raises(ValueError, match="patch size 4.*local crops are 1x10x10"):
         distiller(*DISTILL, "augment.local_size=10")
     distiller(*DISTILL, "augment.local_size=10", "distill.teacher_views=global")  # not seen
