@@ -21,7 +21,6 @@ channel count that cannot be adapted, fails at start naming both shapes.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import torch
@@ -30,14 +29,15 @@ from torch import Tensor, nn
 
 from dino_mx.config import AugmentConfig, DistillConfig, config_dir
 from dino_mx.engine.checkpoint import CHECKPOINTS
+from dino_mx.engine.methods import N_GLOBAL
 from dino_mx.eval.features import build_model_baseline, load_backbone_from_checkpoint
 from dino_mx.eval.network import compose_train_config
 from dino_mx.losses.distill import DistillLoss
 from dino_mx.models import Backbone, adapt_input_channels, load_pretrained_model
+from dino_mx.models.multicrop import encode_cls
 from dino_mx.models.projector import build_projector
 
 VIEWS = ("global", "local", "all")
-N_GLOBAL = 2  # global crops per image, the first crops of a sample (dino_mx.data.MultiCrop)
 
 
 def view_indices(which: str, n_views: int, n_global: int = N_GLOBAL) -> list[int]:
@@ -113,12 +113,7 @@ class Distiller:
     @torch.no_grad()
     def teacher_features(self, crops: list[Tensor]) -> list[Tensor]:
         """The teacher's (B, D_t) CLS features of each crop, one backbone call per resolution."""
-        batch = crops[0].shape[0]
-        features = []
-        for _, group in itertools.groupby(crops, key=lambda c: tuple(c.shape[-2:])):
-            cls, _ = self.teacher(torch.cat(list(group)))  # (n_group * B, D_t)
-            features.append(cls)
-        return list(torch.cat(features).split(batch))
+        return list(encode_cls(self.teacher, crops).split(crops[0].shape[0]))
 
     def __call__(self, crops: list[Tensor], projected: list[Tensor]) -> Tensor:
         """Args:

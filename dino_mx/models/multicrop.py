@@ -48,15 +48,30 @@ class MultiCropModel(nn.Module):
         if not crops:
             raise ValueError("need at least one crop")
         batch = crops[0].shape[0]
-        features = []
-        for _, group in itertools.groupby(crops, key=lambda c: tuple(c.shape[-2:])):
-            cls, _ = self.backbone(torch.cat(list(group)))  # (n_group * B, D)
-            features.append(cls)
-        cls_all = torch.cat(features)  # (n_crops * B, D)
+        cls_all = encode_cls(self.backbone, crops)  # (n_crops * B, D)
         logits = list(self.head(cls_all).split(batch))  # (B, K) each
         if not project:
             return logits
         return logits, list(_project(self.projector, cls_all).split(batch))
+
+
+def encode_cls(backbone: nn.Module, crops: list[Tensor]) -> Tensor:
+    """CLS features of crops, one backbone call per run of same-size crops.
+
+    Args:
+        backbone: Returns ``(cls, patches)`` for a (N, C, H, W) batch (:class:`Backbone`).
+        crops: Each (B, C, H_i, W_i); crops of one size consecutive (global first).
+
+    Returns:
+        (n_crops * B, D), crop by crop.
+    """
+    if not crops:
+        raise ValueError("need at least one crop")
+    features = [
+        backbone(torch.cat(list(group)))[0]  # (n_group * B, D)
+        for _, group in itertools.groupby(crops, key=lambda c: tuple(c.shape[-2:]))
+    ]
+    return torch.cat(features)
 
 
 def _project(projector: nn.Module | None, features: Tensor) -> Tensor:
@@ -134,10 +149,8 @@ class MaskedMultiCropModel(nn.Module):
         cls, patches = self.backbone(
             torch.cat(crops[: self.n_global]), masks if mask_inputs else None
         )  # (n_global * B, D), (n_global * B, N, D)
-        features = [cls]
-        for _, group in itertools.groupby(crops[self.n_global :], key=lambda c: c.shape[-2:]):
-            features.append(self.backbone(torch.cat(list(group)))[0])  # (n_group * B, D)
-        cls_all = torch.cat(features)  # (n_crops * B, D)
+        local = crops[self.n_global :]
+        cls_all = torch.cat([cls, encode_cls(self.backbone, local)]) if local else cls
         selected = patches[masks]  # (M, D)
         if self.ibot_head is None:
             logits = self.head(torch.cat([cls_all, selected]))  # one head call for both
