@@ -138,13 +138,14 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     }
 
 
-def measure(modes: list[str], argv: list[str]) -> list[dict]:
-    """Run every mode in its own subprocess, one after the other."""
+def measure(modes: list[str], argv: list[str], memory_pass: bool) -> list[dict]:
+    """Run every mode in its own subprocess, one after the other; with ``memory_pass`` (CPU),
+    memory comes from a second subprocess where RSS follows the live tensors (module docstring).
+    """
     results = []
-    cpu = not parse_args(argv).device.startswith("cuda")
     for mode in modes:
         result = _worker(mode, argv)
-        if cpu:  # memory from a pass where RSS follows the live tensors (module docstring)
+        if memory_pass:
             memory = _worker(mode, [*argv, "--warmup", "1", "--steps", "1"], MEMORY_ENV)
             result["peak_bytes_default_malloc"] = result["peak_bytes"]
             result.update({k: memory[k] for k in ("peak_bytes", "runtime_bytes", "train_bytes")})
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {args.batch_size} x (2 x {args.image_size} px + {args.n_local} x "
         f"{args.local_size} px), head {args.out_dim}, {args.device} {args.precision}"
     )
-    results = measure(modes, argv)
+    results = measure(modes, argv, memory_pass=not args.device.startswith("cuda"))
     print(table(results))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
