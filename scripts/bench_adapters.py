@@ -20,7 +20,7 @@ a second fresh process per mode (1 warm-up + 1 step) with ``MALLOC_MMAP_THRESHOL
 1 MiB: every tensor above 1 MiB is then its own mapping, returned to the system when freed, and
 the peak RSS follows the live tensors, as CUDA's max allocated does on a GPU (mmap per tensor
 slows steps, hence the separate pass). The table gives that peak ("peak"), the part above the
-~1 GB of Python, torch and transformers held before the model was built ("training"), and the
+~0.9 GB of Python, torch and transformers held before the model was built ("training"), and the
 timing run's peak RSS under the default allocator ("default malloc"). Prints a table of ratios
 to full and writes ``--json``. A benchmark, not a test: numbers depend on the machine and its
 load.
@@ -149,7 +149,7 @@ def measure(modes: list[str], argv: list[str], memory_pass: bool) -> list[dict]:
             memory = _worker(mode, [*argv, "--warmup", "1", "--steps", "1"], MEMORY_ENV)
             result["peak_bytes_default_malloc"] = result["peak_bytes"]
             result.update({k: memory[k] for k in ("peak_bytes", "runtime_bytes", "train_bytes")})
-            result["memory"] = f"peak_rss with MALLOC_MMAP_THRESHOLD_={MEMORY_ENV[MMAP_KEY]}"
+            result["memory"] = f"peak_rss with {MMAP_KEY}={MEMORY_ENV[MMAP_KEY]}"
         results.append(result)
         step_s, mib = result["step_s"], result["peak_bytes"] / 2**20
         print(f"  {mode:<8} {step_s:.4f} s/step  {mib:,.0f} MiB", flush=True)
