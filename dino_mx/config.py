@@ -61,6 +61,7 @@ class AdapterConfig:
 @dataclass
 class AugmentConfig:
     name: str = MISSING
+    backend: str = "per_sample"  # per_sample: loader workers; batched: whole batches (kornia)
     global_size: int = 224
     local_size: int = 96
     n_local: int = 8

@@ -1,7 +1,15 @@
-"""Datasets that return raw uint8 images (some with regions of interest), the multi-crop and
-label-guided augmentations, block masks for masked-image modelling and the seeded sampler."""
+"""Datasets that return raw uint8 images (some with regions of interest), the multi-crop (per
+sample or batched) and label-guided augmentations, block masks for masked-image modelling and
+the seeded sampler."""
 
-from dino_mx.data.build import ConvertChannels, build_augment, build_dataset, resolve_data_path
+from dino_mx.data.batch_multicrop import BatchMultiCrop, RawImage, build_batch_multicrop
+from dino_mx.data.build import (
+    ConvertChannels,
+    build_augment,
+    build_batch_augment,
+    build_dataset,
+    resolve_data_path,
+)
 from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided, roi_crop_box
@@ -17,6 +25,7 @@ from dino_mx.data.roi import Regions, RoiDataset, load_roi_npz
 from dino_mx.data.sampler import InfiniteSampler, SeededAugment
 
 __all__ = [
+    "BatchMultiCrop",
     "BlockMaskGenerator",
     "ConvertChannels",
     "ImageFolderDataset",
@@ -25,10 +34,13 @@ __all__ = [
     "MaskedCrops",
     "MultiCrop",
     "NpzImageDataset",
+    "RawImage",
     "Regions",
     "RoiDataset",
     "SeededAugment",
     "build_augment",
+    "build_batch_augment",
+    "build_batch_multicrop",
     "build_dataset",
     "build_label_guided",
     "build_multicrop",

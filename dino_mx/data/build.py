@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dino_mx.config import AugmentConfig, DataConfig
+from dino_mx.data.batch_multicrop import BatchMultiCrop, RawImage, build_batch_multicrop
 from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided
@@ -21,6 +22,9 @@ from dino_mx.data.roi import load_roi_npz
 # medmnist / npz: MedMNIST layout; imagefolder: class sub-folders; roi_npz / coco: images with
 # boxes (dino_mx/data/roi.py, dino_mx/data/coco.py), needed by augment=label_guided.
 FORMATS = ("medmnist", "npz", "imagefolder", "roi_npz", "coco")
+# per_sample: each image's crops in the loader workers; batched: the loader collates the images
+# and the trainer crops the whole batch on its device (dino_mx/data/batch_multicrop.py).
+BACKENDS = ("per_sample", "batched")
 
 
 def resolve_data_path(cfg: DataConfig) -> Path:
@@ -103,21 +107,33 @@ def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
 
 def build_augment(
     cfg: AugmentConfig, dataset: Dataset, mean: Sequence[float], std: Sequence[float]
-) -> MultiCrop | LabelGuidedCrop:
-    """Builder: the ``augment`` group to the training transform of ``dataset``.
+) -> MultiCrop | LabelGuidedCrop | RawImage:
+    """Builder: the ``augment`` group to the per-sample training transform of ``dataset``.
 
     ``augment.name`` starting with ``label_guided`` selects :class:`LabelGuidedCrop`, which needs
     a dataset with regions (``data.format`` roi_npz or coco); any other name is DINO's
-    multi-crop.
+    multi-crop. With ``augment.backend=batched`` the per-sample transform only passes the image
+    on (:class:`RawImage`) and :func:`build_batch_augment` does the cropping.
 
     Raises:
-        ValueError: Label guidance on data without regions, or an unknown ``roi_classes`` name.
+        ValueError: An unknown backend, label guidance on data without regions or with the
+            batched backend, or an unknown ``roi_classes`` name.
     """
     channels = dataset.channels  # type: ignore[attr-defined]
-    if not cfg.name.startswith("label_guided"):
+    if cfg.backend not in BACKENDS:
+        raise ValueError(
+            f"unknown augment.backend '{cfg.backend}'; valid choices: {', '.join(BACKENDS)}"
+        )
+    label_guided = cfg.name.startswith("label_guided")
+    if not label_guided:
         if cfg.roi_crops:
             raise ValueError(f"augment.roi_crops needs augment=label_guided, not '{cfg.name}'")
-        return build_multicrop(cfg, channels, mean, std)
+        return RawImage() if cfg.backend == "batched" else build_multicrop(cfg, channels, mean, std)
+    if cfg.backend == "batched":
+        raise ValueError(
+            "augment=label_guided crops around each image's own regions, one image at a time: "
+            "use augment.backend=per_sample"
+        )
     if not hasattr(dataset, "regions"):
         raise ValueError(
             f"augment={cfg.name} needs regions of interest: data with data.format roi_npz or "
@@ -125,3 +141,12 @@ def build_augment(
         )
     classes = dataset.class_ids(list(cfg.roi_classes)) if cfg.roi_classes else None
     return build_label_guided(cfg, channels, mean, std, classes)
+
+
+def build_batch_augment(
+    cfg: AugmentConfig, channels: int, mean: Sequence[float], std: Sequence[float]
+) -> BatchMultiCrop | None:
+    """Builder: the trainer's batch transform, or None when the loader crops per sample."""
+    if cfg.backend != "batched":
+        return None
+    return build_batch_multicrop(cfg, channels, mean, std)

@@ -9,6 +9,7 @@ C = 1 or 3; colour-only transforms (saturation, hue, grayscale) are skipped for 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,9 +18,25 @@ from torchvision.transforms import v2
 from dino_mx.config import AugmentConfig
 
 
-def _blur_kernel(size: int) -> int:
+def blur_kernel(size: int) -> int:
     """An odd kernel of about a tenth of the crop, as DINO's 23 px at 224 px."""
     return max(3, int(0.1 * size) // 2 * 2 + 1)
+
+
+def check_multicrop_arguments(
+    channels: int, mean: Sequence[float], std: Sequence[float], blur: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Validate the arguments both multi-crop paths share; returns per-channel mean and std."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if len(blur) != 3:
+        raise ValueError(f"blur needs 3 probabilities (global 1, global 2, local), got {blur}")
+    mean, std = list(mean), list(std)
+    if len(mean) == 1:
+        mean, std = mean * channels, std * channels
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean/std need 1 or {channels} values, got {mean} / {std}")
+    return mean, std
 
 
 class MultiCrop:
@@ -62,15 +79,7 @@ class MultiCrop:
         blur: Sequence[float] = (1.0, 0.1, 0.5),
         solarize: float = 0.2,
     ):
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
-        if len(blur) != 3:
-            raise ValueError(f"blur needs 3 probabilities (global 1, global 2, local), got {blur}")
-        mean, std = list(mean), list(std)
-        if len(mean) == 1:
-            mean, std = mean * channels, std * channels
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"mean/std need 1 or {channels} values, got {mean} / {std}")
+        mean, std = check_multicrop_arguments(channels, mean, std, blur)
         self.n_local = n_local
         rgb = channels == 3
 
@@ -99,7 +108,7 @@ class MultiCrop:
                 *colour,
             ]
             if p_blur > 0:
-                blur_op = v2.GaussianBlur(_blur_kernel(size), sigma=(0.1, 2.0))
+                blur_op = v2.GaussianBlur(blur_kernel(size), sigma=(0.1, 2.0))
                 ops.append(v2.RandomApply([blur_op], p=p_blur))
             if p_solar > 0:
                 ops.append(v2.RandomSolarize(threshold=128, p=p_solar))  # on uint8
@@ -119,27 +128,17 @@ class MultiCrop:
         return [c.as_subclass(Tensor) for c in crops]  # plain tensors: no tv_tensor dispatch
 
 
+def multicrop_arguments(cfg: AugmentConfig) -> dict[str, Any]:
+    """The keyword arguments of :class:`MultiCrop` (and its batched twin) in ``cfg``."""
+    names = (
+        "global_size local_size n_local global_scale local_scale hflip vflip color_jitter "
+        "brightness contrast saturation hue grayscale blur solarize"
+    ).split()
+    return {name: cfg[name] for name in names}
+
+
 def build_multicrop(
     cfg: AugmentConfig, channels: int, mean: Sequence[float], std: Sequence[float]
 ) -> MultiCrop:
     """Builder: the ``augment`` config group to a :class:`MultiCrop`."""
-    return MultiCrop(
-        channels,
-        mean,
-        std,
-        global_size=cfg.global_size,
-        local_size=cfg.local_size,
-        n_local=cfg.n_local,
-        global_scale=cfg.global_scale,
-        local_scale=cfg.local_scale,
-        hflip=cfg.hflip,
-        vflip=cfg.vflip,
-        color_jitter=cfg.color_jitter,
-        brightness=cfg.brightness,
-        contrast=cfg.contrast,
-        saturation=cfg.saturation,
-        hue=cfg.hue,
-        grayscale=cfg.grayscale,
-        blur=cfg.blur,
-        solarize=cfg.solarize,
-    )
+    return MultiCrop(channels, mean, std, **multicrop_arguments(cfg))

@@ -91,6 +91,11 @@ class Method(ABC):
         """The per-sample data transform (the multi-crop one by default)."""
         return transform
 
+    def map_crops(self, batch: Any, fn: Callable[[list[Tensor]], list[Tensor]]) -> Any:
+        """``batch`` with its list of crops replaced by ``fn(crops)``; a dinov1 batch is the
+        list itself. Lets the trainer augment whole batches (``augment.backend=batched``)."""
+        return fn(batch)
+
     @abstractmethod
     def __call__(
         self, student: nn.Module, teacher: nn.Module, batch: Any, teacher_temp: float, monitor: bool
@@ -180,6 +185,12 @@ class DINOv2(Method):
         ibot = self.cfg.ibot
         ibot_head = build_head(ibot.head, backbone.embed_dim) if ibot.separate_head else None
         return MaskedMultiCropModel(backbone, head, ibot_head, N_GLOBAL, projector)
+
+    def map_crops(
+        self, batch: tuple[list[Tensor], Tensor], fn: Callable[[list[Tensor]], list[Tensor]]
+    ) -> tuple[list[Tensor], Tensor]:
+        crops, masks = batch
+        return fn(crops), masks
 
     def wrap_transform(
         self, transform: Callable, backbone: Backbone, global_size: int

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import send_to_device, set_seed
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from dino_mx.data import InfiniteSampler, SeededAugment, build_augment, build_dataset
+from dino_mx.data import (
+    InfiniteSampler,
+    SeededAugment,
+    build_augment,
+    build_batch_augment,
+    build_dataset,
+)
 from dino_mx.engine.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -74,6 +81,10 @@ class Trainer:
         self.dataset = build_dataset(cfg.data, "train")
         channels = self.dataset.channels
         self.transform = build_augment(cfg.augment, self.dataset, cfg.data.mean, cfg.data.std)
+        # augment.backend=batched: the loader collates raw images, the crops are made here.
+        self.batch_augment = build_batch_augment(cfg.augment, channels, cfg.data.mean, cfg.data.std)
+        if self.batch_augment is not None:
+            self.batch_augment.to(accelerator.device)
         self.method = build_method(cfg.method)
         backbone = build_backbone(cfg.model, channels)
         self.method.prepare_backbone(backbone)
@@ -164,13 +175,28 @@ class Trainer:
             group["lr"] = values["lr"] * group["lr_scale"]
             group["weight_decay"] = values["wd"] if group["apply_wd"] else 0.0
 
+    def _crop(self, images: list[Tensor], micro: int) -> list[Tensor]:
+        """``augment.backend=batched``: the multi-crop views of a collated ``[images]`` batch.
+
+        The RNG is seeded from the seed, the micro-batch and the process, so a resumed run
+        draws the same crops as an uninterrupted one and no two processes draw alike.
+        """
+        t, acc = self.cfg.trainer, self.acc
+        index = (self.state.step * t.grad_accum + micro) * acc.num_processes + acc.process_index
+        devices = [acc.device] if acc.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(t.seed * 1_000_003 + index)
+            return self.batch_augment(images[0])  # type: ignore[misc]
+
     def _step(self, batches: Iterator[Any], hp: dict[str, float], monitor: bool) -> dict:
         """One optimiser update over ``grad_accum`` micro-batches; returns scalars to log."""
         acc, step, accum = self.acc, self.state.step, self.cfg.trainer.grad_accum
         out: dict[str, float] = {}
         totals: dict[str, float] = {}
-        for _ in range(accum):
+        for micro in range(accum):
             batch = send_to_device(next(batches), acc.device, non_blocking=True)
+            if self.batch_augment is not None:
+                batch = self.method.map_crops(batch, partial(self._crop, micro=micro))
             with acc.accumulate(self.student), acc.autocast():
                 result = self.method(
                     self.student, self.teacher, batch, hp["teacher_temp"], monitor and not out

@@ -27,9 +27,15 @@ from tests.conftest import make_config
 LOSSES = ("loss/dino", "loss/ibot", "loss/koleo")
 
 
-def test_dinov2_trains_with_all_three_losses_finite_and_logged(tmp_path, smoke_config):
+@pytest.mark.parametrize("backend", ["per_sample", "batched"])
+def test_dinov2_trains_with_all_three_losses_finite_and_logged(tmp_path, smoke_config, backend):
     run = tmp_path / "run"
-    cfg = smoke_config(run, "method=dinov2", "method.ibot.mask_sample_probability=1.0")
+    cfg = smoke_config(
+        run,
+        "method=dinov2",
+        "method.ibot.mask_sample_probability=1.0",
+        f"augment.backend={backend}",
+    )
     last = train(cfg, run)
     logged = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in logged] == [0, 1, 2, 3]

@@ -49,22 +49,16 @@ def state(ckpt):
     )
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, smoke_config):
+@pytest.mark.parametrize("backend", ["per_sample", "batched"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, smoke_config, backend):
+    common = ("trainer.max_steps=6", "trainer.save_every=3", f"augment.backend={backend}")
     straight = tmp_path / "straight"
-    train(
-        smoke_config(
-            straight, "trainer.max_steps=6", "trainer.save_every=3", "trainer.keep_last=0"
-        ),
-        straight,
-    )
+    train(smoke_config(straight, *common, "trainer.keep_last=0"), straight)
     # An interrupted run: only the step-3 checkpoint survived.
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(straight / "checkpoints/step_0000003", resumed / "checkpoints/step_0000003")
-    train(
-        smoke_config(resumed, "trainer.max_steps=6", "trainer.save_every=3", "trainer.resume=true"),
-        resumed,
-    )
+    train(smoke_config(resumed, *common, "trainer.resume=true"), resumed)
     for a, b in zip(
         state(straight / "checkpoints/step_0000006"), state(resumed / "checkpoints/step_0000006")
     ):
