@@ -6,8 +6,8 @@
 Trains ``+experiment=pneumonia_cpu`` (resuming if the run already has checkpoints), then
 evaluates raw pixels, the same architecture at random init, and the trained student and EMA
 teacher with the weighted k-NN and the linear probe on val and test, all on the CLS token by
-default. The student is the recipe's network: in a run this short the teacher's average lags
-behind it (README, "Which network"). Prints one table and writes it to
+default. The student row shows whether the teacher's average keeps up with it in a run this
+short (README, "Which network"). Prints one table and writes it to
 ``RUN/eval/demo.json`` and ``RUN/eval/demo.md``.
 """
 
@@ -79,7 +79,7 @@ def main() -> None:
         "--tokens",
         default="cls",
         choices=("cls", "cls+mean"),
-        help="features: CLS (default; best here for every network), or CLS + mean patch token",
+        help="features: CLS (default; best for the trained networks), or CLS + mean patch token",
     )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
     args = parser.parse_args()
