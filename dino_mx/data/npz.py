@@ -1,8 +1,9 @@
 """MedMNIST-layout ``.npz`` datasets, read lazily through a memory map.
 
 A MedMNIST file (Yang et al., "MedMNIST v2", Scientific Data 10:41, 2023) is a NumPy
-``.npz`` holding ``{split}_images`` (uint8, NHW or NHWC) and ``{split}_labels`` (int64,
-``(N, 1)`` or ``(N, L)`` for multi-label) for the splits train, val and test.
+``.npz`` holding ``{split}_images`` (uint8, NHW or NHWC) and ``{split}_labels`` (``uint8`` in the official
+files, any integer dtype accepted; ``(N, 1)`` or ``(N, L)`` for multi-label) for the splits
+train, val and test.
 ``np.load(..., mmap_mode="r")`` ignores ``mmap_mode`` for ``.npz`` archives and reads
 the whole member into RAM, which is 13 GB for PathMNIST-224; the official files are
 stored uncompressed, so the member's bytes can be memory-mapped in place instead.
@@ -101,6 +102,13 @@ class NpzImageDataset(Dataset):
                     raise KeyError(f"{self.path} has no key {key!r}; keys present: {keys}")
             self._images: np.ndarray | None = _open_member(self.path, zf, self._image_key)
             labels = np.asarray(_open_member(self.path, zf, f"{split}_labels"))
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"{self.path}: {split}_labels must hold integers (MedMNIST writes uint8), "
+                f"got {labels.dtype}"
+            )
+        # Official files store uint8: widen before any arithmetic (uint8 cannot hold -1).
+        labels = labels.astype(np.int64)
         images = self._images
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise ValueError(
@@ -118,7 +126,7 @@ class NpzImageDataset(Dataset):
             )
         self.multilabel: bool = labels.shape[1] > 1
         # (N, L) for multi-label, else (N,)
-        self.labels: np.ndarray = (labels if self.multilabel else labels[:, 0]).astype(np.int64)
+        self.labels: np.ndarray = labels if self.multilabel else labels[:, 0]
         self.channels: int = 1 if images.ndim == 3 else int(images.shape[3])
         self.image_size: int = int(images.shape[1])
         if num_classes is None:
