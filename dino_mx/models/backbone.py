@@ -178,7 +178,7 @@ def load_pretrained_model(name_or_path: str, num_channels: int | None = None) ->
                     f"cannot load '{name_or_path}': it is not a local folder, not in the Hugging "
                     "Face cache, and the hub is unreachable"
                     f"{' (HF_HUB_OFFLINE is set)' if offline else ''}. On a connected machine run "
-                    f"`huggingface-cli download {name_or_path} --local-dir DIR`, copy DIR here and "
+                    f"`hf download {name_or_path} --local-dir DIR`, copy DIR here and "
                     "pass model.pretrained=DIR (or --model DIR)."
                 ) from None
     config = AutoConfig.from_pretrained(source, **kwargs)
