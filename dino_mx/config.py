@@ -25,9 +25,10 @@ class DataConfig:
     flag: str | None = None  # MedMNIST flag (pathmnist, pneumoniamnist, ...), format=medmnist
     size: int = 28  # MedMNIST image size: 28, 64, 128 or 224
     file: str | None = None  # .npz file name inside root (format=npz) or folder (imagefolder)
-    channels: int | None = None  # null: follow the data; 1 or 3 converts
-    mean: list[float] = field(default_factory=lambda: [0.5])
-    std: list[float] = field(default_factory=lambda: [0.5])
+    # null: follow the data (any C >= 1); a number converts: grey -> C repeats, RGB -> 1 luma
+    channels: int | None = None
+    mean: list[float] = field(default_factory=lambda: [0.5])  # 1 value (every channel) or C
+    std: list[float] = field(default_factory=lambda: [0.5])  # 1 value (every channel) or C
     num_workers: int = 2
     roi_names: list[str] | None = None  # names of the region classes (roi_npz; coco has its own)
 
@@ -167,6 +168,7 @@ class TrainerConfig:
     keep_last: int = 2
     resume: bool = False
     eval_every: int = 0  # k-NN on the eval split every N steps; 0 disables
+    tb_images: int = 8  # val images in the attention / PCA grids at each eval; 0: none
     compile: bool = False
     progress: bool = True
 

@@ -10,6 +10,10 @@ Differences from the per-sample path, all documented kornia behaviour: crops are
 bilinearly without antialiasing (DINO's crops are mostly upsampled; a local crop shrinks by at
 most ~1.5x at the default scales), and the colour jitter applies brightness, contrast,
 saturation and hue in a random order per batch rather than per image.
+
+Any channel count C >= 1 works: saturation, hue and random grayscale apply only when C = 3 (as
+in the per-sample path, skipped with one log line otherwise); kornia's brightness and contrast
+take any C, contrast blending with the image's mean over all channels when C != 3.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class BatchMultiCrop(nn.Module):
         solarize: float = 0.2,
     ):
         super().__init__()
-        mean, std = check_multicrop_arguments(channels, mean, std, blur)
+        colour_only = {"saturation": saturation, "hue": hue, "grayscale": grayscale}
+        mean, std = check_multicrop_arguments(channels, mean, std, blur, colour_only)
         self.channels = channels
         self.n_local = n_local
         rgb = channels == 3

@@ -1,22 +1,26 @@
-"""Builders: the ``data`` config group to datasets, the ``augment`` group to the crop
-transform, and channel conversion."""
+"""Builders: the ``data`` config group to datasets (converted to ``data.channels``) and the
+``augment`` group to the crop transform."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from dino_mx.config import AugmentConfig, DataConfig
 from dino_mx.data.batch_multicrop import BatchMultiCrop, RawImage, build_batch_multicrop
+from dino_mx.data.channels import ConvertChannels, check_channels
 from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided
 from dino_mx.data.multicrop import MultiCrop, build_multicrop
-from dino_mx.data.npz import NpzImageDataset, bundled_pneumoniamnist_path, medmnist_path
+from dino_mx.data.npz import (
+    NpzImageDataset,
+    bundled_pneumoniamnist_path,
+    medmnist_info,
+    medmnist_path,
+)
 from dino_mx.data.roi import load_roi_npz
 
 # medmnist / npz: MedMNIST layout; imagefolder: class sub-folders; roi_npz / coco: images with
@@ -60,32 +64,22 @@ def resolve_data_path(cfg: DataConfig) -> Path:
     return path
 
 
-class ConvertChannels:
-    """(C, H, W) image -> ``channels`` channels: grey to RGB by repetition, RGB to grey by
-    ITU-R 601 luma (as PIL's ``convert("L")``)."""
-
-    def __init__(self, channels: int):
-        if channels not in (1, 3):
-            raise ValueError(f"data.channels must be 1 or 3, got {channels}")
-        self.channels = channels
-
-    def __call__(self, image: Tensor) -> Tensor:
-        if image.shape[0] == self.channels:
-            return image
-        if self.channels == 3:
-            return image.expand(3, -1, -1).clone()
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        grey = (image.float() * weights).sum(0, keepdim=True).round().clamp(0, 255)
-        return grey.to(image.dtype)
-
-
 def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
     """The raw dataset of ``split``, with ``channels``/``num_classes``/``labels`` attributes.
 
-    For an image folder, ``{folder}/{split}/`` is used when it exists, else the folder itself
-    holds the training set. ``roi_npz`` and ``coco`` give a :class:`~dino_mx.data.RoiDataset`,
-    which also has ``regions(index)``.
+    For ``data.format=medmnist`` the class count and the ``task`` attribute come from
+    ``medmnist.INFO[data.flag]``, so a split lacking the last class still counts it; an
+    ``npz`` file's dataset infers both from its labels. For an image folder,
+    ``{folder}/{split}/`` is used when it exists, else the folder itself holds the training
+    set. ``roi_npz`` and ``coco`` give a :class:`~dino_mx.data.RoiDataset`, which also has
+    ``regions(index)``. ``data.channels`` (null or any C >= 1) converts where a rule exists
+    (grey -> C repeats, RGB -> grey by luma: :mod:`dino_mx.data.channels`).
+
+    Raises:
+        ValueError: ``data.channels`` < 1, or a conversion without a rule (e.g. 4 -> 3).
     """
+    if cfg.channels is not None:
+        check_channels(cfg.channels)
     path = resolve_data_path(cfg)
     if cfg.format == "imagefolder":
         folder = path / split if (path / split).is_dir() else path
@@ -93,14 +87,24 @@ def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
             raise FileNotFoundError(f"image folder {path} has no '{split}' sub-folder")
         dataset: Dataset = ImageFolderDataset(folder, channels=cfg.channels)
     elif cfg.format == "coco":
+        if cfg.channels not in (None, 1, 3):  # photographs: grey or RGB
+            raise ValueError(
+                f"data.format=coco reads photographs: data.channels must be null, 1 or 3, "
+                f"got {cfg.channels}"
+            )
         dataset = load_coco(path, split, channels=cfg.channels)
     else:
         if cfg.format == "roi_npz":
             dataset = load_roi_npz(path, split, cfg.get("roi_names"))
+        elif cfg.format == "medmnist":
+            info = medmnist_info(cfg.flag)
+            dataset = NpzImageDataset(
+                path, split, num_classes=info["num_classes"], task=info["task"]
+            )
         else:
             dataset = NpzImageDataset(path, split)
         if cfg.channels is not None and cfg.channels != dataset.channels:
-            dataset.transform = ConvertChannels(cfg.channels)
+            dataset.transform = ConvertChannels(cfg.channels, source=dataset.channels)
             dataset.channels = cfg.channels
     return dataset
 

@@ -4,6 +4,12 @@ Medical images arrive in many PIL modes: 8-bit gray, RGB(A), palette, CMYK, 1-bi
 masks and 16-bit gray TIFF/PNG from X-ray and microscopy. Each is converted to the
 requested channel count; 16-bit data is rescaled to 8 bits rather than clipped, which
 would saturate everything above 255.
+
+Fluorescence and multiplexed microscopy store C > 1 grey channels in one TIFF, either one
+page per channel or one page of C samples per pixel (``(H, W, C)``, photometric
+MINISBLACK, as ``tifffile.imwrite(path, data, photometric="minisblack")`` writes). PIL reads
+neither, so those files are read with ``tifffile``, every non-spatial axis of the file's first
+series becoming a channel. An RGB(A) TIFF stays a colour image (alpha dropped), as a PNG would.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import tifffile
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.datasets.folder import find_classes, make_dataset
+
+from dino_mx.data.channels import ConvertChannels, check_channels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -42,18 +51,60 @@ def _high_depth_to_uint8(array: np.ndarray, scaling: str) -> np.ndarray:
 
 
 def _to_array(image: Image.Image, channels: int, scaling: str) -> np.ndarray:
-    """Convert a PIL image of any mode to a uint8 array ``(H, W)`` or ``(H, W, 3)``."""
+    """Convert a PIL image of any mode to a uint8 array ``(H, W)`` or ``(H, W, 3)``.
+
+    Grey modes give ``(H, W)`` unless ``channels`` is 3 (replicated), colour modes give RGB
+    unless ``channels`` is 1 (PIL's luma); other counts are left to :class:`ConvertChannels`.
+    """
     if image.mode == "P":  # palette: expand, keeping a transparency entry's colour
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in _HIGH_DEPTH_MODES:
         gray = _high_depth_to_uint8(np.asarray(image), scaling)
-        return gray if channels == 1 else np.repeat(gray[:, :, None], 3, axis=2)
+        return np.repeat(gray[:, :, None], 3, axis=2) if channels == 3 else gray
     if channels == 1:
         return np.asarray(image.convert("L"))
     if image.mode in _GRAY_MODES:  # replicate, avoiding colour-matrix rounding
         gray = np.asarray(image.convert("L"))
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return np.repeat(gray[:, :, None], 3, axis=2) if channels == 3 else gray
     return np.asarray(image.convert("RGB"))  # RGBA drops alpha; CMYK/YCbCr/LAB converted
+
+
+_TIFF_GREY = (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE)
+
+
+def _tiff_channels(tif: tifffile.TiffFile) -> int | None:
+    """Channel count of a multi-channel grey TIFF (pages or samples), else None (PIL reads it)."""
+    series = tif.series[0]
+    if tif.pages[0].photometric not in _TIFF_GREY:
+        return None
+    axes = series.axes
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"TIFF series has axes {axes!r} {series.shape}: no Y and X axes")
+    channels = int(np.prod([n for a, n in zip(axes, series.shape) if a not in "YX"]))
+    return channels if channels > 1 else None
+
+
+def _read_multichannel_tiff(tif: tifffile.TiffFile, scaling: str) -> np.ndarray:
+    """The first series of a multi-channel grey TIFF as uint8 ``(H, W, C)``: every axis but Y
+    and X (pages, samples, ImageJ's C/Z/T) flattened into channels in file order."""
+    series = tif.series[0]
+    data = series.asarray()
+    axes = series.axes
+    data = np.moveaxis(data, (axes.index("Y"), axes.index("X")), (0, 1))
+    data = data.reshape(data.shape[0], data.shape[1], -1)  # (H, W, C)
+    if tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISWHITE and data.dtype.kind in "u":
+        data = np.iinfo(data.dtype).max - data  # 0 is white: invert, as PIL does
+    if data.dtype == np.uint8:
+        return np.ascontiguousarray(data)
+    if data.dtype == np.bool_:
+        return data.astype(np.uint8) * 255
+    # Each channel on its own: fluorescence channels differ in brightness by orders of magnitude.
+    channels = [_high_depth_to_uint8(data[:, :, c], scaling) for c in range(data.shape[2])]
+    return np.stack(channels, axis=2)
+
+
+def _is_tiff(path: str) -> bool:
+    return path.lower().endswith((".tif", ".tiff"))
 
 
 class ImageFolderDataset(Dataset):
@@ -61,17 +112,22 @@ class ImageFolderDataset(Dataset):
 
     Classes are the sub-folder names in sorted order (index 0 is the first name), found
     with ``torchvision.datasets.folder.find_classes``. Files with extensions .png, .jpg,
-    .jpeg, .tif, .tiff (any case) are used; multi-page TIFFs give their first page.
+    .jpeg, .tif, .tiff (any case) are used. A grey TIFF with several pages, or with several
+    samples per pixel, is one image of that many channels (read with ``tifffile``); other
+    multi-page TIFFs (RGB pages) give their first page.
 
     Args:
         root: Folder with one sub-folder per class.
         transform: Called on each image (a ``tv_tensors.Image``) before it is returned.
-        channels: 1 (gray, PIL "L") or 3 (RGB); ``None`` infers it from the first image:
-            1 for gray modes (L, I;16, I, F, 1, LA), else 3.
+        channels: Channels returned, any C >= 1; ``None`` infers it from the first image: 1
+            for gray modes (L, I;16, I, F, 1, LA), the page/sample count of a multi-channel
+            grey TIFF, else 3. Images of other counts are converted where a rule exists
+            (grey repeated, RGB to luma with PIL's ``convert("L")``), else reading fails.
         scale_16bit: How 16-bit/32-bit gray is mapped to 8 bits: ``"range"`` divides by
             257 (the full uint16 range onto 0..255, same mapping for every image);
-            ``"minmax"`` stretches each image's min..max onto 0..255 (use it for 10- or
-            12-bit data stored in 16-bit files, which "range" would leave dark).
+            ``"minmax"`` stretches each image's min..max onto 0..255, each channel of a
+            multi-channel TIFF on its own (use it for 10- or 12-bit data stored in 16-bit
+            files, which "range" would leave dark).
 
     Raises:
         ValueError: ``channels`` or ``scale_16bit`` is invalid.
@@ -85,8 +141,8 @@ class ImageFolderDataset(Dataset):
         channels: int | None = None,
         scale_16bit: Literal["range", "minmax"] = "range",
     ) -> None:
-        if channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+        if channels is not None:
+            check_channels(channels, "channels")
         if scale_16bit not in ("range", "minmax"):
             raise ValueError(f"scale_16bit must be 'range' or 'minmax', got {scale_16bit!r}")
         self.root = Path(root)
@@ -107,24 +163,49 @@ class ImageFolderDataset(Dataset):
     @staticmethod
     def _infer_channels(path: str) -> int:
         try:
+            if _is_tiff(path):
+                with tifffile.TiffFile(path) as tif:  # reads the headers only
+                    channels = _tiff_channels(tif)
+                if channels is not None:
+                    return channels
             with Image.open(path) as image:  # reads the header only
                 return 1 if image.mode in _GRAY_MODES else 3
         except Exception as error:
             raise OSError(f"cannot read image {path}: {error}") from error
 
+    def _read(self, path: str) -> np.ndarray:
+        if _is_tiff(path):
+            with tifffile.TiffFile(path) as tif:
+                if _tiff_channels(tif) is not None:
+                    return _read_multichannel_tiff(tif, self.scale_16bit)
+        with Image.open(path) as image:
+            image.load()
+            return _to_array(image, self.channels, self.scale_16bit)
+
     def load(self, index: int) -> np.ndarray:
-        """Read sample ``index`` as a uint8 array ``(H, W)`` or ``(H, W, 3)``.
+        """Read sample ``index`` as a uint8 array ``(H, W)`` or ``(H, W, C)``, C = ``channels``.
 
         Raises:
             OSError: The file is corrupt or unreadable; the message names its path.
+            ValueError: The image's channels cannot be converted to ``channels`` (say an RGB
+                image in a folder of 4-channel TIFFs); the message names its path.
         """
         path = self.samples[index][0]
         try:
-            with Image.open(path) as image:
-                image.load()
-                return _to_array(image, self.channels, self.scale_16bit)
+            array = self._read(path)
         except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, ...
             raise OSError(f"cannot read image {path}: {error}") from error
+        source = 1 if array.ndim == 2 else array.shape[2]
+        if source == self.channels:
+            return array
+        try:
+            chw = torch.from_numpy(
+                np.array(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+            )
+            converted = ConvertChannels(self.channels)(chw)  # (C, H, W)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        return converted.numpy().transpose(1, 2, 0)
 
     def __len__(self) -> int:
         return len(self.samples)

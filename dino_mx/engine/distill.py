@@ -14,7 +14,7 @@ method (DINOv1 or DINOv2), with any adapter. The pieces:
 - the **loss** (:class:`~dino_mx.losses.distill.DistillLoss`): the projected student CLS
   features of ``student_views`` against the teacher's CLS features of ``teacher_views``.
 
-Inputs are adapted where the backbone loader can (1 <-> 3 channels, position-embedding
+Inputs are adapted where the backbone loader can (grey/RGB -> any channels, position-embedding
 interpolation to any crop size); a crop that is not a multiple of the teacher's patch size, or a
 channel count that cannot be adapted, fails at start naming both shapes.
 """
@@ -83,8 +83,8 @@ def load_teacher_backbone(source: str, channels: int, seed: int = 0) -> Backbone
         except ValueError:
             raise ValueError(
                 f"the distillation teacher '{source}' takes {backbone.num_channels}-channel "
-                f"images and the data has {channels} channels: a 1-channel model adapts to any "
-                "channel count, a multi-channel one only to 1 (grey)"
+                f"images and the data has {channels} channels: a grey or RGB model adapts to any "
+                "channel count, a model of another count to none"
             ) from None
         backbone.num_channels = channels
     return backbone.eval().requires_grad_(False)

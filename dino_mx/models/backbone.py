@@ -158,9 +158,9 @@ def load_pretrained_model(name_or_path: str, num_channels: int | None = None) ->
 
     A hub name is looked up in the local cache first; when it is not there and the hub cannot be
     reached (``HF_HUB_OFFLINE=1`` or no network), the error says to pass a local folder instead of
-    retrying for a minute. A pretrained RGB model used on 1-channel data gets a patch embedding
-    whose single filter is the sum of its RGB filters: exactly what the model computed on the
-    grey image repeated in all three channels.
+    retrying for a minute. A pretrained RGB (or grey) model used on ``num_channels``-channel data
+    gets its patch embedding adapted by :func:`adapt_input_channels`, and its config's
+    ``num_channels`` follows.
     """
     local = Path(name_or_path).expanduser()
     kwargs: dict = {}
@@ -190,27 +190,53 @@ def load_pretrained_model(name_or_path: str, num_channels: int | None = None) ->
     return model
 
 
+ADAPTABLE_CHANNELS = (1, 3)  # grey and RGB models: what pretrained checkpoints are
+
+
 @torch.no_grad()
 def adapt_input_channels(model: PreTrainedModel, num_channels: int) -> None:
-    """Rebuild the patch embedding for ``num_channels`` inputs, in place.
+    """Rebuild the patch embedding of a grey or RGB model for ``num_channels`` inputs, in place.
 
-    RGB -> 1 channel sums the filters over RGB; 1 -> 3 channels splits the filter in three.
+    Rule: every new filter is the mean of the model's filters scaled by ``C_in / C``, i.e.
+    ``W'[:, c] = sum_k W[:, k] / C`` for each of the ``C`` new channels. For an RGB model that is
+    the mean RGB filter repeated ``C`` times and scaled by ``3 / C``. A constant image (the
+    same value in every channel) then gets exactly the embedding the original model gave the
+    constant RGB (or grey) image, whatever ``C``; ``C = 1`` gives the sum of the RGB filters (the
+    model on the grey image repeated in R, G and B), and a grey model on RGB data gets its filter
+    split in three. The bias is kept. ``config.num_channels`` follows, so ``save_pretrained``
+    writes a config that ``AutoModel.from_pretrained`` reloads with ``C`` channels.
+
+    Args:
+        model: A ``ViTModel`` / ``Dinov2Model`` (``embeddings.patch_embeddings.projection`` is a
+            ``Conv2d`` of weight (D, C_in, p, p)) with C_in 1 or 3.
+        num_channels: The new input channel count C >= 1.
+
+    Raises:
+        ValueError: C < 1, or a model of another channel count (say one trained here on
+            4-channel data), whose channels carry specific stains or markers that no rule maps.
     """
     patch = model.embeddings.patch_embeddings
     conv: nn.Conv2d = patch.projection
     weight = conv.weight  # (D, C_in, p, p)
-    if num_channels == 1:
-        new_weight = weight.sum(dim=1, keepdim=True)
-    elif weight.shape[1] == 1:
-        new_weight = weight.repeat(1, num_channels, 1, 1) / num_channels
-    else:
-        raise ValueError(f"cannot adapt a {weight.shape[1]}-channel model to {num_channels}")
+    source = weight.shape[1]
+    if num_channels < 1:
+        raise ValueError(f"num_channels must be >= 1, got {num_channels}")
+    if source == num_channels:
+        return
+    if source not in ADAPTABLE_CHANNELS:
+        raise ValueError(
+            f"cannot adapt a {source}-channel patch embedding to {num_channels} channels: only "
+            f"grey (1) or RGB (3) models adapt to another channel count"
+        )
+    new_weight = (weight.sum(dim=1, keepdim=True) / num_channels).repeat(1, num_channels, 1, 1)
     new_conv = nn.Conv2d(
         num_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=conv.bias is not None
     )
-    new_conv.weight.copy_(new_weight)
+    new_conv.to(device=weight.device, dtype=weight.dtype)
+    new_conv.weight.copy_(new_weight)  # (D, C, p, p)
     if conv.bias is not None:
         new_conv.bias.copy_(conv.bias)
+    new_conv.requires_grad_(weight.requires_grad)
     patch.projection = new_conv
     patch.num_channels = num_channels
     model.config.num_channels = num_channels

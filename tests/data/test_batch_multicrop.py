@@ -12,7 +12,7 @@ def batch_crop(channels=3, **kwargs):
     return BatchMultiCrop(channels, [0.5], [0.25], **args)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels", [1, 3, 4])
 def test_views_shapes_and_dtypes_match_the_per_sample_path(channels):
     images = torch.randint(0, 256, (5, channels, 20, 24), dtype=torch.uint8)
     views = batch_crop(channels)(images)
@@ -38,6 +38,31 @@ def test_normalisation_and_solarisation_give_the_hand_computed_values():
         )
         for v in local:
             torch.testing.assert_close(v[i], torch.full_like(v[i], expected[value]))
+
+
+def test_four_channels_normalise_flip_and_share_one_brightness_factor():
+    # Constant channels 40, 80, 120, 160 normalised with four means and stds.
+    x = torch.tensor([40.0, 80.0, 120.0, 160.0])
+    images = x.to(torch.uint8).view(1, 4, 1, 1).expand(2, 4, 12, 12).contiguous()
+    mean, std = [0.0, 0.5, 0.25, 1.0], [1.0, 0.5, 0.25, 0.5]
+    still = dict(global_size=12, local_size=6, n_local=1, global_scale=(1.0, 1.0))
+    views = BatchMultiCrop(4, mean, std, **(still | OFF))(images)
+    expected = (x / 255 - torch.tensor(mean)) / torch.tensor(std)
+    for v in views:
+        torch.testing.assert_close(v, expected.view(1, 4, 1, 1).expand_as(v))
+    # A horizontal flip (p=1) of a ramp reverses every channel's columns.
+    ramp = (torch.arange(12) * 20).to(torch.uint8).expand(2, 4, 12, 12).contiguous()
+    g1 = BatchMultiCrop(4, [0.0], [1.0], **(still | OFF | dict(hflip=1.0)))(ramp)[0]
+    torch.testing.assert_close(g1, ramp.flip(-1).float() / 255)
+    # Brightness only (kornia multiplies by one factor b per image): the ratio to the input
+    # is the same in all four channels, and differs between the two images.
+    jitter = OFF | dict(color_jitter=1.0, brightness=0.4, contrast=0.0)
+    torch.manual_seed(0)
+    g1 = BatchMultiCrop(4, [0.0], [1.0], **(still | jitter))(images)[0]  # (2, 4, 12, 12)
+    ratio = g1[:, :, 0, 0] / (x / 255)  # (2, 4)
+    torch.testing.assert_close(ratio, ratio[:, :1].expand(2, 4))
+    assert ((ratio[:, 0] - 1).abs() > 1e-3).all() and (ratio - 1).abs().max() <= 0.4 + 1e-5
+    assert (ratio[0, 0] - ratio[1, 0]).abs() > 1e-4
 
 
 def test_grayscale_makes_the_channels_equal():
@@ -84,7 +109,7 @@ def test_bad_inputs_raise():
         crop(torch.rand(2, 3, 12, 12))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         crop(torch.zeros(2, 1, 12, 12, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="mean/std"):
+    with pytest.raises(ValueError, match=r"data.mean has 2 values .* give 1 .* or 3"):
         BatchMultiCrop(3, [0.5, 0.5], [0.5, 0.5])
 
 

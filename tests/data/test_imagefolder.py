@@ -1,4 +1,5 @@
-"""ImageFolderDataset on tiny folders of PNG/JPEG/TIFF images in many PIL modes."""
+"""ImageFolderDataset on tiny folders of PNG/JPEG/TIFF images in many PIL modes, and
+multi-channel TIFFs written by tifffile."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 from torchvision import tv_tensors
@@ -128,5 +130,68 @@ def test_truncated_jpeg_error_names_path(tmp_path: Path) -> None:
 
 
 def test_bad_channels(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="channels"):
-        ImageFolderDataset(_single(tmp_path, "a.png", Image.fromarray(GRAY)), channels=2)
+    root = _single(tmp_path, "a.png", Image.fromarray(RGB))
+    with pytest.raises(ValueError, match="channels must be an integer >= 1"):
+        ImageFolderDataset(root, channels=0)
+    # RGB -> 2 channels has no rule: the error names the file and the rules there are.
+    with pytest.raises(ValueError, match=r"a\.png: data.channels=2 but the images have 3 channels"):
+        ImageFolderDataset(root, channels=2)[0]
+
+
+def test_grey_png_repeated_into_any_channel_count(tmp_path: Path) -> None:
+    image = ImageFolderDataset(_single(tmp_path, "a.png", Image.fromarray(GRAY)), channels=5)[0][0]
+    assert image.shape == (5, 2, 2)
+    np.testing.assert_array_equal(image.numpy(), np.broadcast_to(GRAY, (5, 2, 2)))
+
+
+# Four channels of distinct 16-bit values: channel c holds 257 * (10 * c + [[0, 1], [2, 3]]),
+# so "range" scaling (/ 257) gives exactly 10 * c + [[0, 1], [2, 3]].
+FOUR = np.stack([10 * c + np.array([[0, 1], [2, 3]]) for c in range(4)])  # (4, 2, 2)
+
+
+def test_multipage_tiff_is_one_channel_per_page(tmp_path: Path) -> None:
+    path = tmp_path / "cls" / "stack.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, (FOUR * 257).astype(np.uint16), photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 4  # really four pages, as microscopes write them
+    ds = ImageFolderDataset(tmp_path)
+    assert ds.channels == 4
+    image = ds[0][0]
+    assert image.dtype == torch.uint8
+    np.testing.assert_array_equal(image.numpy(), FOUR)
+
+
+def test_hwc_tiff_with_four_samples_is_four_channels(tmp_path: Path) -> None:
+    path = tmp_path / "cls" / "multi.tiff"
+    path.parent.mkdir()
+    data = FOUR.transpose(1, 2, 0).astype(np.uint8)  # (H, W, 4)
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig="contig")
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1 and tif.pages[0].samplesperpixel == 4
+    ds = ImageFolderDataset(tmp_path)
+    assert ds.channels == 4
+    np.testing.assert_array_equal(ds[0][0].numpy(), FOUR)
+    with pytest.raises(ValueError, match="multi.tiff: data.channels=1 but the images have 4"):
+        ImageFolderDataset(tmp_path, channels=1)[0]
+
+
+def test_multichannel_tiff_minmax_stretches_each_channel(tmp_path: Path) -> None:
+    path = tmp_path / "cls" / "s.tif"
+    path.parent.mkdir()
+    # 12-bit data: channel 0 spans 100..4195, channel 1 only 0..30 (a dim marker).
+    data = np.array([[[100, 1123], [2147, 4195]], [[0, 10], [20, 30]]], dtype=np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack")
+    out = ImageFolderDataset(tmp_path, scale_16bit="minmax")[0][0].numpy()
+    np.testing.assert_array_equal(out[0], np.rint((data[0] - 100) * 255.0 / 4095))
+    np.testing.assert_array_equal(out[1], [[0, 85], [170, 255]])
+
+
+def test_rgba_tiff_stays_colour(tmp_path: Path) -> None:
+    path = tmp_path / "cls" / "photo.tif"
+    path.parent.mkdir()
+    rgba = np.concatenate([RGB, np.full((2, 2, 1), 7, np.uint8)], axis=2)
+    tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
+    ds = ImageFolderDataset(tmp_path)
+    assert ds.channels == 3
+    np.testing.assert_array_equal(ds[0][0].permute(1, 2, 0).numpy(), RGB)

@@ -19,6 +19,7 @@ from dino_mx.engine.distill import build_distiller, load_teacher_backbone, view_
 from dino_mx.engine.trainer import Trainer, make_accelerator, train
 from dino_mx.eval.features import load_backbone_from_checkpoint
 from dino_mx.export import export_checkpoint
+from dino_mx.models import adapt_input_channels
 from tests.conftest import make_config
 
 # Student: the smoke ViT (48 wide); teacher: the vit_micro preset (96 wide) at random init.
@@ -178,9 +179,11 @@ def test_teachers_come_from_runs_and_exported_folders_with_adapted_channels(dist
     # On RGB data the grey filter is split over three channels: same features on grey images.
     rgb = load_teacher_backbone(str(exported), channels=3)
     torch.testing.assert_close(rgb(x.repeat(1, 3, 1, 1))[0], from_folder(x)[0], atol=1e-5, rtol=0)
-    rgb.model.save_pretrained(tmp_path / "rgb")
-    with pytest.raises(ValueError, match="takes 3-channel images and the data has 2 channels"):
-        load_teacher_backbone(str(tmp_path / "rgb"), channels=2)
+    # A model of another count (here 4, as a run on 4-channel data) adapts to none.
+    adapt_input_channels(rgb.model, 4)
+    rgb.model.save_pretrained(tmp_path / "four")
+    with pytest.raises(ValueError, match="takes 4-channel images and the data has 3 channels"):
+        load_teacher_backbone(str(tmp_path / "four"), channels=3)
 
 
 def test_bad_teacher_settings_fail_naming_what_to_change(tmp_path):

@@ -1,13 +1,29 @@
 import pytest
 import torch
+from omegaconf import OmegaConf
+from transformers import AutoModel
 
 from dino_mx.models import (
     Backbone,
     DINOHead,
     MultiCropModel,
     adapt_input_channels,
+    build_backbone,
     load_pretrained_model,
     random_init_model,
+)
+
+# build_backbone's model config for tiny(): random init when pretrained is null.
+TINY = dict(
+    pretrained=None,
+    arch="vit",
+    image_size=16,
+    patch_size=4,
+    hidden_size=24,
+    depth=1,
+    num_heads=2,
+    mlp_ratio=4.0,
+    drop_path_rate=0.0,
 )
 
 
@@ -71,6 +87,61 @@ def test_local_folder_loads_and_adapts_channels(tmp_path):
     tiny(channels=3).save_pretrained(tmp_path)
     model = load_pretrained_model(str(tmp_path), num_channels=1)
     assert model.embeddings.patch_embeddings.projection.weight.shape[1] == 1
+
+
+def test_one_channel_rule_is_the_sum_of_the_rgb_filters():
+    torch.manual_seed(0)
+    model = tiny(channels=3)
+    weight = model.embeddings.patch_embeddings.projection.weight.clone()  # (24, 3, 4, 4)
+    adapt_input_channels(model, 1)
+    torch.testing.assert_close(
+        model.embeddings.patch_embeddings.projection.weight, weight.sum(1, keepdim=True)
+    )
+
+
+@pytest.mark.parametrize("arch", ["vit", "dinov2"])
+def test_pretrained_rgb_on_four_channels_keeps_the_embedding_of_constant_images(arch, tmp_path):
+    torch.manual_seed(0)
+    rgb = tiny(arch, channels=3).eval()
+    rgb.save_pretrained(tmp_path)
+    cfg = OmegaConf.create({"pretrained": str(tmp_path)})
+    four = build_backbone(cfg, num_channels=4)
+    assert four.num_channels == four.model.config.num_channels == 4
+    conv = four.model.embeddings.patch_embeddings.projection
+    old = rgb.embeddings.patch_embeddings.projection
+    assert conv.weight.shape == (24, 4, 4, 4)
+    # Rule: the mean RGB filter repeated four times, scaled by 3 / 4; bias unchanged.
+    expected = old.weight.mean(1, keepdim=True).repeat(1, 4, 1, 1) * 3 / 4
+    torch.testing.assert_close(conv.weight, expected)
+    torch.testing.assert_close(conv.bias, old.bias)
+    # A constant image (one random value per pixel, equal in all channels) is embedded as the
+    # RGB model embeds the constant RGB image, patch by patch and through the whole network.
+    plane = torch.randn(2, 1, 16, 16)
+    patches_rgb = old(plane.expand(2, 3, 16, 16))
+    torch.testing.assert_close(conv(plane.expand(2, 4, 16, 16)), patches_rgb, atol=1e-6, rtol=0)
+    cls_rgb, tokens_rgb = Backbone(rgb).eval()(plane.expand(2, 3, 16, 16))
+    cls_four, tokens_four = four.eval()(plane.expand(2, 4, 16, 16))
+    torch.testing.assert_close(cls_four, cls_rgb, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tokens_four, tokens_rgb, atol=1e-5, rtol=1e-5)
+
+
+def test_adapted_model_saves_and_reloads_with_its_channels(tmp_path):
+    model = tiny(channels=3)
+    adapt_input_channels(model, 5)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path)
+    assert reloaded.config.num_channels == 5
+    assert reloaded.embeddings.patch_embeddings.projection.weight.shape[1] == 5
+    reloaded(pixel_values=torch.randn(1, 5, 16, 16))  # HF checks the channel count
+
+
+def test_random_init_takes_any_channel_count_and_other_counts_do_not_adapt():
+    backbone = build_backbone(OmegaConf.create(TINY), num_channels=6)
+    assert backbone.model.embeddings.patch_embeddings.projection.weight.shape[1] == 6
+    cls, _ = backbone(torch.randn(2, 6, 16, 16))
+    assert cls.shape == (2, 24)
+    with pytest.raises(ValueError, match="cannot adapt a 6-channel patch embedding to 3"):
+        adapt_input_channels(backbone.model, 3)
 
 
 def test_hub_name_fails_fast_offline(monkeypatch):
