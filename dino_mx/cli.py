@@ -4,6 +4,10 @@ dino-mx train [HYDRA OVERRIDES...]     train (see dino_mx/train.py)
 dino-mx eval knn|linear --ckpt RUN     evaluate frozen features
 dino-mx export --ckpt RUN --out DIR    the trained backbone as a Hugging Face folder
 dino-mx visualize attention|pca --ckpt RUN   attention maps / patch PCA as PNG grids
+dino-mx demo [--run RUN] [-- OVERRIDES]   the README's main job: train, compare, one table
+dino-mx data download FLAG | data info FILE   fetch MedMNIST files, describe .npz files
+
+``python -m dino_mx ARGS`` is the same command.
 """
 
 from __future__ import annotations
@@ -20,6 +24,13 @@ commands:
           `dino-mx export --ckpt RUN --out DIR [--which teacher|student]`
   visualize  attention maps or patch-feature PCA / k-means as PNGs in RUN/samples:
           `dino-mx visualize attention|pca --ckpt RUN [--data bccd_roi --split test --n 8]`
+  demo    train DINO on the bundled PneumoniaMNIST on CPU, then print raw pixels vs random
+          init vs DINO (k-NN and linear probe): `dino-mx demo [--run RUN] [-- OVERRIDES]`
+  data    fetch an official MedMNIST file (md5-checked, resumable) or describe .npz files:
+          `dino-mx data download FLAG|--all [--size 28|64|128|224] [--root DIR]`,
+          `dino-mx data info FILE...`
+
+`python -m dino_mx COMMAND` is the same as `dino-mx COMMAND`.
 """
 
 
@@ -48,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         from dino_mx.eval.visualize import main as visualize_main
 
         return visualize_main(rest)
-    choices = "train, eval, export, visualize"
+    if command == "demo":
+        from dino_mx.demo import main as demo_main
+
+        return demo_main(rest)
+    if command == "data":
+        from dino_mx.data.cli import main as data_main
+
+        return data_main(rest)
+    choices = "train, eval, export, visualize, demo, data"
     print(f"dino-mx: unknown command '{command}'; valid choices: {choices}\n", file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return 2

@@ -1,9 +1,9 @@
 """MedMNIST-layout ``.npz`` datasets, read lazily through a memory map.
 
 A MedMNIST file (Yang et al., "MedMNIST v2", Scientific Data 10:41, 2023) is a NumPy
-``.npz`` holding ``{split}_images`` (uint8, NHW or NHWC) and ``{split}_labels`` (``uint8`` in the official
-files, any integer dtype accepted; ``(N, 1)`` or ``(N, L)`` for multi-label) for the splits
-train, val and test.
+``.npz`` written by ``np.savez`` (uncompressed) holding ``{split}_images`` (uint8, NHW or
+NHWC) and ``{split}_labels`` (``uint8`` in the official files, any integer dtype accepted;
+``(N, 1)``, or ``(N, L)`` for multi-label) for the splits train, val and test.
 ``np.load(..., mmap_mode="r")`` ignores ``mmap_mode`` for ``.npz`` archives and reads
 the whole member into RAM, which is 13 GB for PathMNIST-224; the official files are
 stored uncompressed, so the member's bytes can be memory-mapped in place instead.
@@ -15,7 +15,7 @@ import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from torchvision import tv_tensors
 
 SPLITS = ("train", "val", "test")
 MEDMNIST_SIZES = (28, 64, 128, 224)
+# MedMNIST's task names (``medmnist.INFO[flag]["task"]``); evaluation picks its metrics by them.
+TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
+MULTILABEL_TASK = "multi-label, binary-class"
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
 
@@ -75,10 +78,18 @@ class NpzImageDataset(Dataset):
         transform: Called on each image (a ``tv_tensors.Image``) before it is returned.
         num_classes: Number of classes; by default ``labels.max() + 1`` of this split
             (or the label width for multi-label files). Pass it when a split may lack
-            the last class.
+            the last class (``build_dataset`` passes MedMNIST's count for format=medmnist).
+        task: One of :data:`TASKS` (MedMNIST's names); by default inferred from the labels:
+            multi-label when they are ``(N, L)`` with ``L > 1``, binary with 2 classes, else
+            multi-class (ordinal regression cannot be told from the labels: pass it).
+
+    Attributes:
+        task: The task type, one of :data:`TASKS`.
+        multilabel: True when ``task`` is multi-label; labels are then ``(N, L)``.
 
     Raises:
-        ValueError: ``split`` is not a valid split name, or the arrays are malformed.
+        ValueError: ``split`` or ``task`` is not a valid choice, the arrays are malformed,
+            or the labels do not fit ``num_classes``/``task``.
         KeyError: The file has no ``{split}_images`` or ``{split}_labels``.
     """
 
@@ -88,9 +99,12 @@ class NpzImageDataset(Dataset):
         split: str = "train",
         transform: Callable | None = None,
         num_classes: int | None = None,
+        task: str | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.path = Path(path)
         self.split = split
         self.transform = transform
@@ -115,8 +129,8 @@ class NpzImageDataset(Dataset):
                 f"{self.path}: {self._image_key} must be uint8 NHW or NHWC, "
                 f"got {images.dtype} {images.shape}"
             )
-        if images.ndim == 4 and images.shape[3] not in (1, 3):
-            raise ValueError(f"{self.path}: {self._image_key} has {images.shape[3]} channels")
+        if images.ndim == 4 and images.shape[3] < 1:  # any C >= 1 (grey, RGB, multiplex)
+            raise ValueError(f"{self.path}: {self._image_key} has 0 channels {images.shape}")
         if labels.ndim == 1:
             labels = labels[:, None]
         if labels.ndim != 2 or len(labels) != len(images):
@@ -131,7 +145,28 @@ class NpzImageDataset(Dataset):
         self.image_size: int = int(images.shape[1])
         if num_classes is None:
             num_classes = labels.shape[1] if self.multilabel else int(labels.max(initial=-1)) + 1
+        elif self.multilabel and labels.shape[1] != num_classes:
+            raise ValueError(
+                f"{self.path}: {split}_labels has {labels.shape[1]} labels per image, "
+                f"expected num_classes={num_classes}"
+            )
+        elif not self.multilabel and len(labels) and labels.max() >= num_classes:
+            raise ValueError(
+                f"{self.path}: {split}_labels holds class {int(labels.max())}, "
+                f"outside [0, {num_classes}) for num_classes={num_classes}"
+            )
         self.num_classes: int = int(num_classes)
+        if task is None:
+            if self.multilabel:
+                task = MULTILABEL_TASK
+            else:
+                task = "binary-class" if self.num_classes == 2 else "multi-class"
+        elif (task == MULTILABEL_TASK) != self.multilabel:
+            raise ValueError(
+                f"{self.path}: task {task!r} does not match {split}_labels of shape "
+                f"{labels.shape} (multi-label files have (N, L) labels with L > 1)"
+            )
+        self.task: str = task
 
     @property
     def images(self) -> np.ndarray:
@@ -208,6 +243,29 @@ def medmnist_info(flag: str) -> dict[str, Any]:
     }
 
 
+class MedmnistFile(NamedTuple):
+    """Where MedMNIST publishes one file: its official name, URL and md5."""
+
+    name: str
+    url: str
+    md5: str
+
+
+def medmnist_file(flag: str, size: int = 28) -> MedmnistFile:
+    """The official file name, URL and md5 of a 2-D MedMNIST file, from ``medmnist.INFO``.
+
+    The name is ``{flag}.npz`` at 28 px and ``{flag}_{size}.npz`` at 64, 128 and 224 px.
+
+    Raises:
+        ValueError: ``flag`` or ``size`` is not a valid choice (the message lists them).
+    """
+    info = _check_flag(flag)
+    if size not in MEDMNIST_SIZES:
+        raise ValueError(f"MedMNIST size must be one of {MEDMNIST_SIZES}, got {size!r}")
+    suffix = "" if size == 28 else f"_{size}"
+    return MedmnistFile(f"{flag}{suffix}.npz", info[f"url{suffix}"], info[f"MD5{suffix}"])
+
+
 def medmnist_path(root: str | Path, flag: str, size: int = 28) -> Path:
     """Locate a MedMNIST file under ``root`` with MedMNIST's own file name.
 
@@ -227,22 +285,16 @@ def medmnist_path(root: str | Path, flag: str, size: int = 28) -> Path:
         FileNotFoundError: The file is missing; the message gives the official URL, its
             md5 and how to fetch it.
     """
-    info = _check_flag(flag)
-    if size not in MEDMNIST_SIZES:
-        raise ValueError(f"MedMNIST size must be one of {MEDMNIST_SIZES}, got {size!r}")
-    suffix = "" if size == 28 else f"_{size}"
-    path = Path(root) / f"{flag}{suffix}.npz"
+    name, url, md5 = medmnist_file(flag, size)
+    path = Path(root) / name
     if not path.is_file():
-        url, md5 = info[f"url{suffix}"], info[f"MD5{suffix}"]
         root_str = str(Path(root).expanduser().resolve())
         raise FileNotFoundError(
             f"MedMNIST file not found: {path}\n"
+            f"  fetch it: dino-mx data download {flag} --size {size} --root {root_str}\n"
             f"  official URL: {url}\n  md5: {md5}\n"
-            "Fetch it on a machine with internet access, e.g.\n"
-            f"  wget -O {path.name} '{url}' && md5sum {path.name}\n"
-            f"or  python -c \"import medmnist; medmnist.{info['python_class']}(split='train', "
-            f"download=True, size={size}, root='.')\"\n"
-            f"then copy {path.name} into {root_str}"
+            f"Offline? Run that command (or wget -O {name} '{url}' && md5sum {name}) on a "
+            f"machine with internet access, then copy {name} into {root_str}"
         )
     return path
 

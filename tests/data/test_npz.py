@@ -14,6 +14,7 @@ from torchvision import tv_tensors
 from dino_mx.data import (
     NpzImageDataset,
     bundled_pneumoniamnist_path,
+    medmnist_file,
     medmnist_info,
     medmnist_path,
 )
@@ -106,6 +107,26 @@ def test_multilabel_and_transform(tmp_path: Path) -> None:
     assert image.unique().tolist() == [7]
 
 
+def test_task_inferred_or_given(tmp_path: Path) -> None:
+    images = np.zeros((4, 5, 5), dtype=np.uint8)
+    binary = _write(tmp_path / "b.npz", images, np.array([[0], [1], [1], [0]], dtype=np.uint8))
+    assert NpzImageDataset(binary).task == "binary-class"
+    # Three classes present; given 5 classes it is still multi-class, given ordinal it is ordinal.
+    multi = _write(tmp_path / "m.npz", images, np.array([[0], [1], [2], [0]], dtype=np.uint8))
+    assert NpzImageDataset(multi).task == "multi-class"
+    assert NpzImageDataset(multi, task="ordinal-regression").task == "ordinal-regression"
+    # Two classes seen but five declared: not binary.
+    assert NpzImageDataset(binary, num_classes=5).task == "multi-class"
+    ml = _write(tmp_path / "ml.npz", images, np.eye(4, 3, dtype=np.uint8))
+    assert NpzImageDataset(ml).task == "multi-label, binary-class"
+    with pytest.raises(ValueError, match="task must be one of .*'multi-class'.*got 'multiclass'"):
+        NpzImageDataset(multi, task="multiclass")
+    with pytest.raises(ValueError, match=r"does not match train_labels of shape \(4, 1\)"):
+        NpzImageDataset(multi, task="multi-label, binary-class")
+    with pytest.raises(ValueError, match=r"train_labels holds class 2, outside \[0, 2\)"):
+        NpzImageDataset(multi, num_classes=2)
+
+
 def test_num_classes_override_and_bad_split(gray: tuple[Path, np.ndarray, np.ndarray]) -> None:
     path, _, _ = gray
     assert NpzImageDataset(path, num_classes=9).num_classes == 9
@@ -141,7 +162,24 @@ def test_medmnist_missing_file_explains_download(tmp_path: Path, size: int, suff
     assert str(tmp_path / f"dermamnist{suffix}.npz") in message
     assert INFO["dermamnist"][f"url{suffix}"] in message
     assert INFO["dermamnist"][f"MD5{suffix}"] in message
-    assert "DermaMNIST(split='train', download=True" in message
+    root = tmp_path.resolve()
+    assert f"dino-mx data download dermamnist --size {size} --root {root}\n" in message
+    assert message.endswith(f"then copy dermamnist{suffix}.npz into {root}")
+
+
+def test_medmnist_file_official_names() -> None:
+    from medmnist import INFO
+
+    assert medmnist_file("chestmnist") == (
+        "chestmnist.npz",
+        INFO["chestmnist"]["url"],
+        INFO["chestmnist"]["MD5"],
+    )
+    name, url, md5 = medmnist_file("pathmnist", 224)
+    assert name == "pathmnist_224.npz" and url.endswith("/pathmnist_224.npz?download=1")
+    assert md5 == INFO["pathmnist"]["MD5_224"] and len(md5) == 32
+    with pytest.raises(ValueError, match=r"size must be one of \(28, 64, 128, 224\), got 32"):
+        medmnist_file("pathmnist", 32)
 
 
 def test_medmnist_bad_flag_and_size(tmp_path: Path) -> None:
