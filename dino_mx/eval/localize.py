@@ -204,7 +204,12 @@ def format_localize(result: dict[str, Any]) -> str:
 def add_localize_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``localize`` to the ``dino-mx eval`` sub-commands (``common``: shared options)."""
     parser = sub.add_parser(
-        "localize", parents=[common], help="attention precision / recall / pointing on boxes"
+        "localize",
+        parents=[common],
+        help="attention precision / recall / pointing on boxes",
+        description="Score how well the head-mean CLS attention of a ViT covers the boxes of a "
+        "dataset with regions of interest (bccd_roi, coco): precision, recall and pointing "
+        "per image, averaged. Writes RUN/eval/localize.json for a run.",
     )
     parser.add_argument("--roi-class", help="box class scored (name or id); default all")
     parser.add_argument("--keep", type=float, default=0.6, help="attention mass kept (DINO)")

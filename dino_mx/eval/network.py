@@ -19,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from dino_mx.config import TrainConfig, config_dir, register_schemas
 from dino_mx.engine.checkpoint import resolve_checkpoint
@@ -33,6 +34,7 @@ from dino_mx.eval.features import (
     model_fingerprint,
     run_dir_of,
 )
+from dino_mx.eval.metrics import BINARY, MULTICLASS, MULTILABEL, check_task
 from dino_mx.models.backbone import Backbone
 
 DEFAULT_DATA = "pneumoniamnist"
@@ -50,6 +52,9 @@ class Network:
         backbone: The frozen encoder; None for a model baseline until the data's channels are
             known (:func:`network_features` builds it).
         which, ckpt, step, run_dir: Set for checkpoints only.
+        trained_on: ``{name, size}`` of the data the checkpoint was trained on (checkpoints only),
+            to tell its own data from another's in result file names.
+        task: The data's MedMNIST task type; set by :func:`network_features`.
     """
 
     cfg: DictConfig
@@ -60,6 +65,8 @@ class Network:
     ckpt: Path | None = None
     step: int | None = None
     run_dir: Path | None = None
+    trained_on: dict[str, Any] | None = None
+    task: str | None = None
 
     @property
     def image_size(self) -> int:
@@ -148,6 +155,7 @@ def load_network(
     if any(o.lstrip("+~").startswith("model") for o in overrides):
         raise ValueError("the checkpoint fixes the model; only data/augment can be overridden")
     backbone, saved, step = load_backbone_from_checkpoint(ckpt, which)
+    trained_on = {"name": saved.data.name, "size": saved.data.size}
     if data is not None:
         saved.data = compose_train_config([f"data={data}", *overrides]).data
     cfg = _sections(apply_overrides(saved, overrides), data_root)
@@ -161,7 +169,19 @@ def load_network(
         ckpt_dir,
         step,
         run_dir_of(ckpt_dir),
+        trained_on,
     )
+
+
+def dataset_task(dataset: Dataset) -> str:
+    """The MedMNIST task type of ``dataset``: its ``task`` attribute, else inferred from its
+    ``multilabel`` and ``num_classes`` (binary for two classes, multi-class otherwise)."""
+    task = getattr(dataset, "task", None)
+    if task is not None:
+        return check_task(task)
+    if getattr(dataset, "multilabel", False):
+        return MULTILABEL
+    return BINARY if getattr(dataset, "num_classes", None) == 2 else MULTICLASS
 
 
 def network_features(
@@ -177,19 +197,15 @@ def network_features(
     The cache is ``cache_dir``, else ``RUN/eval/features`` for a checkpoint inside a run, else
     none.
 
-    Returns:
-        split -> (features (N, D) float32, labels (N,) int64).
+    Sets ``net.task`` from the data (the first split's dataset).
 
-    Raises:
-        NotImplementedError: The data is multi-label (the k-NN and the probe are single-label).
+    Returns:
+        split -> (features (N, D) float32, labels: (N,) int64 class indices, or (N, L) float
+        0/1 targets for multi-label data).
     """
     channels = net.backbone.num_channels if isinstance(net.backbone, Backbone) else None
     datasets = {s: eval_dataset(net.cfg.data, s, net.image_size, channels) for s in splits}
-    if any(getattr(d, "multilabel", False) for d in datasets.values()):
-        raise NotImplementedError(
-            f"multi-label data ('{net.cfg.data.name}', e.g. ChestMNIST) is not supported by the "
-            "k-NN or linear evaluation: they score single-label class indices"
-        )
+    net.task = dataset_task(next(iter(datasets.values())))
     if net.backbone is None:
         net.backbone = build_model_baseline(net.cfg, next(iter(datasets.values())).channels)
     if cache_dir is None and net.run_dir is not None:

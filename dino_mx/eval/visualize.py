@@ -33,6 +33,7 @@ from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
 from dino_mx.eval.features import eval_dataset
 from dino_mx.eval.localize import network_backbone
 from dino_mx.eval.network import load_network
+from dino_mx.eval.parser import HelpFormatter
 from dino_mx.eval.patches import kmeans_segments, patch_features, pca_rgb
 
 log = logging.getLogger(__name__)
@@ -142,18 +143,48 @@ def visualize(
     return path
 
 
+DESCRIPTION = """PNG grids of what a ViT attends to and how its patch features group, on --n
+images spread evenly over a split. attention writes attention_{split}.png: per image (rows) the
+image with its boxes, the head-mean CLS attention, DINO's top --keep mass mask and every head.
+pca writes pca_{split}.png: the image, the foreground PCA in RGB and the k-means segments. Files
+go to RUN/samples/ for a checkpoint, else to --out.
+
+examples:
+  dino-mx visualize attention --ckpt runs/lg --data bccd_roi --data-root ../shared/data --n 8
+  dino-mx visualize pca --ckpt runs/lg --n 8 --k 4
+  dino-mx visualize attention --model dinov2_small --data bloodcells --out figures/"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dino-mx visualize`` argument parser."""
-    parser = argparse.ArgumentParser(prog="dino-mx visualize", description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=KINDS)
+    parser = argparse.ArgumentParser(
+        prog="dino-mx visualize", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("kind", choices=KINDS, help="attention maps or patch PCA / k-means")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="run directory (latest checkpoint) or checkpoint folder")
     src.add_argument("--model", help="untrained or pretrained: preset, hub name or HF folder")
-    parser.add_argument("--which", choices=["teacher", "student"], default="teacher")
+    parser.add_argument(
+        "--which",
+        choices=["teacher", "student"],
+        default="teacher",
+        help="checkpoint network (default: %(default)s)",
+    )
     parser.add_argument("--data", help="data config group; default the checkpoint's data")
     parser.add_argument("--data-root", help="folder holding the data files (data.root)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--split", choices=["train", "val", "test"], default="test")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable, e.g. data.size=64",
+    )
+    parser.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="split the images come from (default: %(default)s)",
+    )
     parser.add_argument("--n", type=int, default=8, help="images, evenly spaced in the split")
     parser.add_argument("--image-size", type=int, help="input side (default: global crop size)")
     parser.add_argument("--keep", type=float, default=0.6, help="attention mass in the mask")

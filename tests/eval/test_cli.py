@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from dino_mx.cli import main as dino_mx_main
 from dino_mx.config import config_dir
-from dino_mx.eval.cli import evaluate_knn, main
+from dino_mx.eval.cli import evaluate_knn, evaluate_linear, main
 from dino_mx.eval.network import compose_train_config
 from tests.eval.conftest import TINY, train_tiny_run
 
@@ -26,6 +26,7 @@ RECORD_KEYS = {
     "model",
     "tokens",
     "data",
+    "task",
     "split",
     "n_train",
     "n_eval",
@@ -78,7 +79,14 @@ def test_knn_on_a_run_writes_json_and_reuses_features(
         dino_mx_main(["eval", "knn", "--ckpt", str(run), "--k", "5", "20", "--json", str(out)]) == 0
     )
     table = capsys.readouterr().out
-    assert "teacher, step 2" in table and "balanced_accuracy" in table and "k=20" in table
+    assert "teacher, step 2" in table and "binary-class" in table and "k=20" in table
+    assert table.splitlines()[1].split() == [
+        "k",
+        "accuracy",
+        "auc",
+        "balanced_accuracy",
+        "macro_f1",
+    ]
     result = json.loads(out.read_text())
     assert RECORD_KEYS | {"temperature"} <= result.keys()
     assert (result["network"], result["step"], result["tokens"], result["split"]) == (
@@ -88,6 +96,7 @@ def test_knn_on_a_run_writes_json_and_reuses_features(
         "test",
     )
     assert result["data"] == {"name": "pneumoniamnist", "size": 28, "image_size": 28}
+    assert result["task"] == "binary-class"
     assert (result["n_train"], result["n_eval"], result["feature_dim"]) == (4708, 624, 24)
     assert set(result["metrics"]) == {"5", "20"}
     assert METRIC_KEYS | {"auc"} == result["metrics"]["5"].keys()
@@ -101,8 +110,9 @@ def test_knn_on_a_run_writes_json_and_reuses_features(
 
 def test_linear_on_a_run_student(run: Path) -> None:
     assert main(["linear", "--ckpt", str(run), "--which", "student", "--cs", "0.1", "1"]) == 0
-    result = json.loads((run / "eval" / "linear.json").read_text())
-    assert RECORD_KEYS | {"best_c", "sweep", "val", "test"} <= result.keys()
+    result = json.loads((run / "eval" / "linear_student.json").read_text())
+    assert RECORD_KEYS | {"best_c", "sweep", "val", "test", "select"} <= result.keys()
+    assert result["select"] == "accuracy" and result["test"]["auc"] > 0.5
     assert (result["which"], result["tokens"], result["feature_dim"]) == ("student", "cls+mean", 48)
     assert result["best_c"] in (0.1, 1.0) and [p["c"] for p in result["sweep"]] == [0.1, 1.0]
     assert result["metrics"] == result["test"] and METRIC_KEYS <= result["val"].keys()
@@ -156,14 +166,60 @@ def test_model_preset_baseline_works_offline(
     assert json.loads((tmp_path / "m.json").read_text())["metrics"] == result["metrics"]
 
 
+def test_other_data_and_splits_do_not_overwrite_the_runs_results(run: Path, tmp_path: Path) -> None:
+    own = evaluate_knn(run, ks=(5,))
+    options = write_toy_npz(tmp_path / "toy.npz")
+    options += ["--override", "data.size=28"]  # the run's size: the name shows only the data
+    assert main(["knn", "--ckpt", str(run), *options, "--k", "5"]) == 0
+    assert main(["knn", "--ckpt", str(run), "--split", "val", "--k", "5"]) == 0
+    other = json.loads((run / "eval" / "knn@toy.json").read_text())
+    val = json.loads((run / "eval" / "knn_val.json").read_text())
+    assert (other["data"]["name"], other["n_eval"], val["split"]) == ("toy", 16, "val")
+    assert json.loads((run / "eval" / "knn.json").read_text())["metrics"] == own["metrics"]
+
+
 @pytest.mark.parametrize("command", ["knn", "linear"])
-def test_multilabel_data_is_refused_with_exit_code_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture, command: str
-) -> None:
+def test_multilabel_toy_data(tmp_path: Path, capsys: pytest.CaptureFixture, command: str) -> None:
     options = write_toy_npz(tmp_path / "multi.npz", multilabel=True)
-    assert main([command, "--baseline", "pixels", *options]) == 2
-    err = capsys.readouterr().err
-    assert "not supported" in err and "multi-label" in err
+    extra = ["--k", "5"] if command == "knn" else ["--cs", "1"]
+    out = tmp_path / "multi.json"
+    assert main([command, "--baseline", "pixels", *options, *extra, "--json", str(out)]) == 0
+    assert "multi-label, binary-class" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["task"] == "multi-label, binary-class"
+    metrics = result["metrics"]["5"] if command == "knn" else result["test"]
+    assert metrics == {"accuracy": 1.0, "macro_f1": 1.0, "auc": 1.0}  # the toy is separable
+
+
+def write_chestmnist(root: Path, seed: int = 0) -> None:
+    """``chestmnist.npz`` as MedMNIST writes it (uint8 images (N, 28, 28), uint8 labels
+    (N, 14)): finding l brightens its own 4 x 14 block of the image."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", 60), ("val", 20), ("test", 30)):
+        labels = (rng.random((n, 14)) < 0.3).astype(np.uint8)
+        images = rng.integers(0, 50, size=(n, 28, 28))
+        for i, label in zip(*labels.nonzero(), strict=True):
+            row, col = divmod(int(label), 7)
+            images[i, 14 * row : 14 * row + 14, 4 * col : 4 * col + 4] += 150
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images.astype(np.uint8), labels
+    np.savez(root / "chestmnist.npz", **arrays)
+
+
+def test_chestmnist_layout_end_to_end(tmp_path: Path) -> None:
+    write_chestmnist(tmp_path)
+    data = {"data": "medmnist", "overrides": ["data.flag=chestmnist", f"data.root={tmp_path}"]}
+    knn = evaluate_knn(baseline="pixels", ks=(10,), **data)
+    linear = evaluate_linear(baseline="pixels", cs=(0.1, 1.0), **data)
+    for result in (knn, linear):
+        assert (result["task"], result["data"]["name"]) == (
+            "multi-label, binary-class",
+            "chestmnist",
+        )
+        assert (result["n_train"], result["n_eval"], result["feature_dim"]) == (60, 30, 784)
+    assert knn["metrics"]["10"]["auc"] > 0.7 and knn["metrics"]["10"]["accuracy"] > 0.7
+    assert linear["select"] == "auc" and linear["best_c"] in (0.1, 1.0)
+    assert linear["test"]["auc"] > 0.9 and linear["test"]["accuracy"] > 0.8
 
 
 def test_usage_errors(run: Path, capsys: pytest.CaptureFixture) -> None:

@@ -140,7 +140,64 @@ def test_invalid_inputs() -> None:
     with pytest.raises(ValueError, match="test_features"):
         knn_evaluate(x, y, x, y[:5])
     multi = torch.randint(0, 2, (10, 14))
-    with pytest.raises(NotImplementedError, match=r"multi-label \(e\.g\. ChestMNIST\)"):
-        knn_evaluate(x, multi, x, multi)
-    with pytest.raises(NotImplementedError, match="multi-label"):
-        weighted_knn_predict(x, multi, x)
+    with pytest.raises(ValueError, match="0/1 targets"):
+        weighted_knn_predict(x, multi * 2, x)
+    with pytest.raises(ValueError, match="14 labels"):
+        weighted_knn_predict(x, multi, x, num_classes=3)
+    with pytest.raises(ValueError, match="train has 14 labels, test 3"):
+        knn_evaluate(x, multi, x, multi[:, :3])
+    with pytest.raises(ValueError, match="unknown task 'multi'; valid tasks"):
+        knn_evaluate(x, y, x, y, task="multi")
+
+
+def test_hand_computed_multilabel_votes() -> None:
+    # The neighbours of test_hand_computed_votes, now with two labels each.
+    train = torch.tensor([[2.0, 0.0], [0.0, 5.0], [3.0, 3.0], [-1.0, 0.0]])  # a, b, c, d
+    labels = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=torch.uint8)
+    query = torch.tensor([[4.0, 0.0]])
+    s = 1 / math.sqrt(2)
+    out = weighted_knn_predict(train, labels.float(), query, ks=(2, 3), temperature=0.1)
+    w_a, w_c, w_b = math.exp(10.0), math.exp(10.0 * s), 1.0
+    # k=2: a and c both have label 0 -> score 1; only c has label 1 -> w_c / (w_a + w_c).
+    pred, scores = out[2]
+    torch.testing.assert_close(scores, torch.tensor([[1.0, w_c / (w_a + w_c)]]))
+    assert pred.tolist() == [[1, 0]]
+    # k=3 adds b (label 1 only).
+    pred, scores = out[3]
+    total = w_a + w_c + w_b
+    torch.testing.assert_close(scores, torch.tensor([[(w_a + w_c) / total, (w_c + w_b) / total]]))
+    # A high temperature gives every neighbour weight ~1: label 1 held by 2 of 3 -> predicted.
+    pred, scores = weighted_knn_predict(train, labels, query, ks=(3,), temperature=1e6)[3]
+    torch.testing.assert_close(scores, torch.tensor([[2 / 3, 2 / 3]]))
+    assert pred.tolist() == [[1, 1]]
+
+
+def test_multilabel_known_answers() -> None:
+    g = torch.Generator().manual_seed(4)
+    train, test = torch.randn(300, 6, generator=g), torch.randn(100, 6, generator=g)
+    # Labels that are functions of the features (sign of coordinates 0..3): AUC near 1.
+    train_y, test_y = (train[:, :4] > 0).to(torch.uint8), (test[:, :4] > 0).to(torch.uint8)
+    metrics = knn_evaluate(train, train_y, test, test_y, ks=(10,))[10]
+    assert set(metrics) == {"accuracy", "macro_f1", "auc"}
+    assert metrics["auc"] > 0.9 and metrics["accuracy"] > 0.8
+    # Labels independent of the features: AUC near chance.
+    noise = torch.randint(0, 2, (400, 4), generator=g)
+    chance = knn_evaluate(train, noise[:300], test, noise[300:], ks=(50,))[50]
+    assert abs(chance["auc"] - 0.5) < 0.1
+    # The AUC is MedMNIST's mean per-label AUC of the vote fractions.
+    _, scores = weighted_knn_predict(train, train_y.float(), test, ks=(10,))[10]
+    expected = np.mean([roc_auc_score(test_y[:, i], scores[:, i]) for i in range(4)])
+    assert metrics["auc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_multiclass_auc_uses_vote_scores() -> None:
+    train_x, train_y = _clusters(40, 3, 8, seed=5)
+    test_x, test_y = _clusters(20, 3, 8, seed=6)
+    test_x = test_x + 8.0 * torch.randn(test_x.shape, generator=torch.Generator().manual_seed(7))
+    metrics = knn_evaluate(train_x, train_y, test_x, test_y, ks=(20,))[20]
+    _, scores = weighted_knn_predict(train_x, train_y, test_x, ks=(20,))[20]
+    expected = np.mean([roc_auc_score(test_y == c, scores[:, c]) for c in range(3)])
+    assert 0.6 < expected < 0.99
+    assert metrics["auc"] == pytest.approx(expected, abs=1e-12)
+    ordinal = knn_evaluate(train_x, train_y, test_x, test_y, ks=(20,), task="ordinal-regression")
+    assert ordinal[20] == metrics

@@ -37,7 +37,10 @@ def test_accurate_and_deterministic_on_separable_data() -> None:
     first = linear_probe(tr_x, tr_y, va_x, va_y, te_x, te_y)
     assert first["test"]["accuracy"] >= 0.95
     assert first["val"]["accuracy"] >= 0.95
-    assert "auc" not in first["test"]
+    assert first["test"]["auc"] > 0.99 and (first["task"], first["select"]) == (
+        "multi-class",
+        "accuracy",
+    )
     assert [p["c"] for p in first["sweep"]] == [0.01, 0.1, 1.0, 10.0]
     # Torch inputs and (N, 1) labels give bit-identical results.
     second = linear_probe(
@@ -52,6 +55,7 @@ def test_accurate_and_deterministic_on_separable_data() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning")
 def test_c_is_chosen_on_val_with_ties_to_smaller() -> None:
     tr_x, tr_y = _imbalanced_binary(200, 0)
     te_x, te_y = _imbalanced_binary(100, 1)
@@ -91,17 +95,81 @@ def test_binary_auc_matches_sklearn() -> None:
     assert out["test"]["auc"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_multiclass_auc_matches_medmnist() -> None:
+    from medmnist.evaluator import getAUC
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(450, 6))
+    y = (x[:, :3] + rng.normal(size=(450, 3))).argmax(1)  # noisy 3-class task
+    out = linear_probe(x[:250], y[:250], x[250:350], y[250:350], x[350:], y[350:], cs=(0.1,))
+    scaler = StandardScaler().fit(x[:250])
+    ref = LogisticRegression(C=0.1, max_iter=1000, random_state=0)
+    probs = ref.fit(scaler.transform(x[:250]), y[:250]).predict_proba(scaler.transform(x[350:]))
+    expected = getAUC(y[350:], probs, "multi-class")
+    assert 0.6 < expected < 0.95
+    assert out["test"]["auc"] == pytest.approx(expected, abs=1e-12)
+
+
+def _multilabel(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Five 0/1 labels, each a noiseless linear threshold of 8 features (one rare)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    w = np.random.default_rng(7).normal(size=(8, 5))
+    return x, (x @ w > np.array([0, 0, 0, 0, 2.0])).astype(np.uint8)
+
+
+def test_multilabel_known_answers() -> None:
+    from medmnist.evaluator import getAUC
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = (
+        _multilabel(n, s) for n, s in [(300, 0), (100, 1), (200, 2)]
+    )
+    out = linear_probe(tr_x, tr_y, va_x, va_y, te_x, te_y, cs=(0.1, 10.0))
+    assert (out["task"], out["select"]) == ("multi-label, binary-class", "auc")
+    assert set(out["test"]) == {"accuracy", "macro_f1", "auc"}
+    assert out["test"]["auc"] > 0.98 and out["test"]["accuracy"] > 0.9
+    assert [set(p) for p in out["sweep"]] == [{"c", "val_accuracy", "val_auc"}] * 2
+    best = max(out["sweep"], key=lambda p: p["val_auc"])
+    assert out["best_c"] == best["c"] and out["val"]["auc"] == best["val_auc"]
+    # Equal to one scikit-learn logistic regression per label, scored by MedMNIST's getAUC.
+    scaler = StandardScaler().fit(tr_x)
+    probs = np.stack(
+        [
+            LogisticRegression(C=out["best_c"], max_iter=1000, random_state=0)
+            .fit(scaler.transform(tr_x), tr_y[:, i])
+            .predict_proba(scaler.transform(te_x))[:, 1]
+            for i in range(5)
+        ],
+        axis=1,
+    )
+    assert out["test"]["auc"] == pytest.approx(getAUC(te_y, probs, "multi-label, binary-class"))
+    # Labels unrelated to the features: chance AUC.
+    rng = np.random.default_rng(3)
+    noise = [(rng.random((n, 5)) < 0.3).astype(np.uint8) for n in (300, 100, 200)]
+    chance = linear_probe(tr_x, noise[0], va_x, noise[1], te_x, noise[2], cs=(0.1,))
+    assert abs(chance["test"]["auc"] - 0.5) < 0.08
+
+
 def test_refusals() -> None:
     x, y = _separable(30, 0)
     multi = np.random.default_rng(0).integers(0, 2, size=(30, 14))
-    msg = r"multi-label \(e\.g\. ChestMNIST\) linear probing is not supported"
-    with pytest.raises(NotImplementedError, match=msg):
-        linear_probe(x, multi, x, multi, x, multi)
-    with pytest.raises(NotImplementedError, match=msg):
-        linear_probe(x, y, x, y, x, multi)
+    with pytest.raises(ValueError, match=r"val_y has shape \(30, 14\): multi-label"):
+        linear_probe(x, y, x, multi, x, y)
+    with pytest.raises(ValueError, match="label counts differ"):
+        linear_probe(x, multi, x, multi[:, :3], x, multi)
+    with pytest.raises(ValueError, match="no label with both 0 and 1"):
+        linear_probe(x, np.zeros((30, 3)), x, multi[:, :3], x, multi[:, :3])
     with pytest.raises(ValueError, match="shape"):
         linear_probe(x[:20], y, x, y, x, y)
     with pytest.raises(ValueError, match="cs"):
         linear_probe(x, y, x, y, x, y, cs=())
     with pytest.raises(ValueError, match="single class"):
         linear_probe(x, np.zeros(30, dtype=int), x, y, x, y)
+    with pytest.raises(ValueError, match="unknown select 'f1'; valid choices: accuracy, auc"):
+        linear_probe(x, y, x, y, x, y, select="f1")
+    with pytest.raises(ValueError, match="unknown task"):
+        linear_probe(x, y, x, y, x, y, task="regression")
