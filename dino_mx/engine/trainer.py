@@ -42,8 +42,7 @@ from dino_mx.engine.distill import build_distiller
 from dino_mx.engine.frozen_base import FrozenBase
 from dino_mx.engine.methods import build_method
 from dino_mx.engine.optim import Schedules, param_groups
-from dino_mx.eval.features import eval_dataset, extract_features
-from dino_mx.eval.knn import knn_evaluate
+from dino_mx.eval.monitor import ValMonitor
 from dino_mx.models import build_backbone
 from dino_mx.models.adapters import apply_adapter
 from dino_mx.models.param_report import log_parameters
@@ -134,6 +133,8 @@ class Trainer:
         self.schedules = Schedules(cfg)
         self.freeze_last_layer_steps = int(o.freeze_last_layer_ratio * t.max_steps)
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        # trainer.eval_every: k-NN and attention / PCA images of val, on the main process.
+        self.monitor = ValMonitor(cfg.data, cfg.augment.global_size, t.tb_images)
 
     def _loader(self) -> DataLoader:
         t = self.cfg.trainer
@@ -231,22 +232,6 @@ class Trainer:
             out |= self.method.state_monitors()
         return out
 
-    @torch.no_grad()
-    def periodic_knn(self, k: int = 20) -> dict[str, float]:
-        """Weighted k-NN of the teacher's CLS features, val against train (main process only).
-
-        Cheap enough to watch learning as it happens; the full protocol is ``dino-mx eval``.
-        """
-        if not hasattr(self, "_knn_data"):
-            size = self.cfg.augment.global_size
-            self._knn_data = [eval_dataset(self.cfg.data, s, size) for s in ("train", "val")]
-        backbone = self.teacher.backbone
-        (train_x, train_y), (val_x, val_y) = (
-            extract_features(backbone, d, device=self.acc.device) for d in self._knn_data
-        )
-        metrics = knn_evaluate(train_x, train_y, val_x, val_y, ks=(k,))[k]
-        return {f"knn/val_{name}_k{k}": value for name, value in metrics.items()}
-
     def fit(self) -> dict[str, float]:
         """Train to ``trainer.max_steps``; returns the last logged scalars."""
         t, acc = self.cfg.trainer, self.acc
@@ -284,8 +269,10 @@ class Trainer:
             done = self.state.step == t.max_steps
             if t.eval_every > 0 and (done or self.state.step % t.eval_every == 0):
                 if acc.is_main_process:
-                    knn = self.periodic_knn()
+                    knn = self.monitor.knn(self.teacher.backbone, acc.device)
                     acc.log(knn, step=step)
+                    writer = acc.get_tracker("tensorboard", unwrap=True)
+                    self.monitor.log_images(writer, self.teacher.backbone, step, acc.device)
                     log.info("step %d: %s", self.state.step, knn)
                     last |= knn
                 acc.wait_for_everyone()
