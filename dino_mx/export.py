@@ -7,7 +7,9 @@ The folder holds ``config.json`` and ``model.safetensors`` with any LoRA update 
 base weights, so ``transformers.AutoModel.from_pretrained(DIR)`` loads it with no dino-mx or
 peft installed, and ``dino-mx train model.pretrained=DIR`` continues from it (another domain,
 another adapter). ``dino_mx_export.json`` beside them says where it came from and the
-normalisation and image size it was trained with.
+normalisation and image size it was trained with, and ``README.md`` is the model card the
+Hugging Face Hub shows (:mod:`dino_mx.model_card`): data, method, step, the run's evaluation
+figures and how to load the folder.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dino_mx.eval.features import WHICH, load_backbone_from_checkpoint
+from dino_mx.engine.checkpoint import resolve_checkpoint
+from dino_mx.eval.features import WHICH, load_backbone_from_checkpoint, run_dir_of
+from dino_mx.model_card import DEFAULT_LICENSE, write_model_card
 
 log = logging.getLogger(__name__)
 INFO_FILE = "dino_mx_export.json"
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path, which: str = "teacher") -> Path:
+def export_checkpoint(
+    ckpt: str | Path, out: str | Path, which: str = "teacher", license: str = DEFAULT_LICENSE
+) -> Path:
     """Write the ``which`` backbone of ``ckpt`` to ``out`` with ``save_pretrained``.
 
     Args:
@@ -37,6 +43,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, which: str = "teacher")
         out: Folder to create; a previous export there is replaced atomically, any other
             non-empty folder is refused.
         which: ``teacher`` (the EMA network, what DINO evaluates) or ``student``.
+        license: Licence identifier for the model card's front matter.
 
     Returns:
         The folder written.
@@ -58,6 +65,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, which: str = "teacher")
         "image_size": int(cfg.augment.global_size),
     }
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_model_card(tmp, cfg, info, run_dir_of(resolve_checkpoint(ckpt)), license)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -74,10 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", required=True, help="run directory or step_* folder")
     parser.add_argument("--out", required=True, help="output folder (AutoModel.from_pretrained)")
     parser.add_argument("--which", choices=WHICH, default="teacher", help="default: teacher")
+    parser.add_argument(
+        "--license",
+        default=DEFAULT_LICENSE,
+        help=f"model card licence (Hub identifier; default {DEFAULT_LICENSE}, dino-mx's): "
+        "check the base model's and the data's terms",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = export_checkpoint(args.ckpt, args.out, args.which)
+        out = export_checkpoint(args.ckpt, args.out, args.which, args.license)
     except (OSError, KeyError, ValueError) as err:
         print(f"dino-mx export: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,176 @@
+"""``dino-mx demo``: train DINO on the bundled PneumoniaMNIST, then compare frozen features.
+
+    dino-mx demo                                    # ~15 min on 2 CPU cores, offline
+    dino-mx demo --run runs/demo --steps 300 -- optim.lr=2e-3 augment.brightness=0.4
+    python -m dino_mx demo                          # the same
+
+Trains ``+experiment=pneumonia_cpu`` with ``dino-mx train`` in a child process (resuming if the
+run already has checkpoints; Hydra overrides after ``--`` go to training), then evaluates raw
+pixels, the same architecture at random init, and the trained student and EMA teacher with the
+weighted k-NN (k = 20) and the linear probe on val and test, all on the CLS token by default.
+The student row shows whether the teacher's average keeps up with it in a run this short
+(docs/results.md, "Which network"). Prints one table and writes it to ``RUN/eval/demo.json``
+and ``RUN/eval/demo.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+EXPERIMENT = "pneumonia_cpu"
+K = 20  # DINO reports k = 20
+COLUMNS = {
+    "knn_val": "k-NN val",
+    "knn_test": "k-NN test",
+    "linear_val": "linear val",
+    "linear_test": "linear test",
+}
+
+
+def train_run(run: Path, steps: int | None, overrides: list[str]) -> float:
+    """Run ``dino-mx train +experiment=pneumonia_cpu`` as a user would, resuming ``run``.
+
+    The child is ``python -m dino_mx`` of this interpreter, so it trains with the installed
+    package and its packaged configs, wherever the current directory is.
+
+    Args:
+        run: Run directory (``paths.output_dir``).
+        steps: ``trainer.max_steps``, or None for the experiment's.
+        overrides: More Hydra overrides, applied after the experiment's.
+
+    Returns:
+        The wall-clock seconds training took.
+
+    Raises:
+        subprocess.CalledProcessError: Training failed.
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "dino_mx",
+        "train",
+        f"+experiment={EXPERIMENT}",
+        f"paths.output_dir={run}",
+        "trainer.resume=true",
+        *overrides,
+    ]
+    if steps is not None:
+        cmd.append(f"trainer.max_steps={steps}")
+    print("$ dino-mx", " ".join(cmd[3:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - start
+
+
+def scores(tokens: str, **network: object) -> dict[str, float]:
+    """k-NN (k = 20) and linear-probe accuracy on val and test for one network.
+
+    Args:
+        tokens: ``cls`` or ``cls+mean``.
+        **network: What names the network, as for :func:`dino_mx.eval.cli.evaluate_knn`
+            (``ckpt`` + ``which``, ``model`` + ``overrides``, or ``baseline``; ``cache_dir``).
+
+    Returns:
+        ``{knn_val, knn_test, linear_val, linear_test}`` accuracies.
+    """
+    from dino_mx.eval.cli import evaluate_knn, evaluate_linear
+
+    row = {}
+    for split in ("val", "test"):
+        knn = evaluate_knn(**network, tokens=tokens, split=split, ks=(10, K, 100, 200))
+        row[f"knn_{split}"] = knn["metrics"][str(K)]["accuracy"]
+    linear = evaluate_linear(**network, tokens=tokens)
+    row["linear_val"], row["linear_test"] = linear["val"]["accuracy"], linear["test"]["accuracy"]
+    return row
+
+
+def compare(run: Path, tokens: str) -> dict[str, dict[str, float]]:
+    """The demo's four rows: raw pixels, random init, DINO student, DINO teacher (EMA).
+
+    The random-init network is the run's architecture (its ``model.*`` keys) at seed 0.
+    """
+    cfg = OmegaConf.load(run / "config.yaml")
+    name = cfg.model.name
+    model_overrides = [
+        f"model.{k}={'null' if v is None else v}" for k, v in cfg.model.items() if k != "name"
+    ]
+    cache = run / "eval" / "features"
+    return {
+        "raw pixels": scores("cls", baseline="pixels", cache_dir=cache),
+        f"{name}, random init": scores(
+            tokens, model=name, overrides=model_overrides, cache_dir=cache
+        ),
+        f"{name}, DINO student": scores(tokens, ckpt=run, which="student"),
+        f"{name}, DINO teacher (EMA)": scores(tokens, ckpt=run),
+    }
+
+
+def markdown(rows: dict[str, dict[str, float]], minutes: float) -> str:
+    """The comparison as a Markdown table, accuracies to three decimals."""
+    lines = [
+        f"| features ({minutes:.1f} min training) | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dino-mx demo`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="dino-mx demo",
+        description="Train DINO on the bundled PneumoniaMNIST, then compare frozen features.",
+        epilog="Hydra overrides for training go after `--`, e.g. "
+        "`dino-mx demo -- augment.brightness=0.4`.",
+    )
+    parser.add_argument(
+        "--run", default=f"runs/{EXPERIMENT}", help=f"run directory (default runs/{EXPERIMENT})"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="override trainer.max_steps")
+    parser.add_argument(
+        "--tokens",
+        default="cls",
+        choices=("cls", "cls+mean"),
+        help="features: CLS (default; best for the trained networks), or CLS + mean patch token",
+    )
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``dino-mx demo``; returns the exit status (1: training failed, 2: bad usage)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on errors
+        return int(exit_.code or 0)
+    run = Path(args.run).expanduser().resolve()
+    try:
+        seconds = train_run(run, args.steps, args.overrides)
+    except subprocess.CalledProcessError as err:
+        print(f"dino-mx demo: training failed (exit status {err.returncode})", file=sys.stderr)
+        return 1
+    rows = compare(run, args.tokens)
+    table = markdown(rows, seconds / 60)
+    print(
+        f"\nPneumoniaMNIST (bundled), k-NN k={K} and linear-probe accuracy; tokens "
+        f"{args.tokens}\n{table}"
+    )
+    out = run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo.md").write_text(table + "\n")
+    record = {"train_seconds": seconds, "tokens": args.tokens, "k": K, "rows": rows}
+    (out / "demo.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved {out / 'demo.md'} and demo.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
