@@ -17,7 +17,6 @@ from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided, roi_c
 from dino_mx.data.masking import BlockMaskGenerator, MaskedCrops
 from dino_mx.data.multicrop import MultiCrop, build_multicrop
 from dino_mx.data.npz import (
-    TASKS,
     MedmnistFile,
     NpzImageDataset,
     bundled_pneumoniamnist_path,
@@ -28,6 +27,7 @@ from dino_mx.data.npz import (
 from dino_mx.data.roi import Regions, RoiDataset, load_roi_npz
 from dino_mx.data.sampler import InfiniteSampler, SeededAugment
 from dino_mx.data.summary import describe_npz
+from dino_mx.data.tasks import TASKS
 
 __all__ = [
     "BatchMultiCrop",

@@ -22,11 +22,10 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from dino_mx.data.tasks import BINARY, MULTICLASS, MULTILABEL, check_task
+
 SPLITS = ("train", "val", "test")
 MEDMNIST_SIZES = (28, 64, 128, 224)
-# MedMNIST's task names (``medmnist.INFO[flag]["task"]``); evaluation picks its metrics by them.
-TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
-MULTILABEL_TASK = "multi-label, binary-class"
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
 
@@ -103,8 +102,8 @@ class NpzImageDataset(Dataset):
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if task is not None and task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if task is not None:
+            check_task(task)
         self.path = Path(path)
         self.split = split
         self.transform = transform
@@ -158,10 +157,10 @@ class NpzImageDataset(Dataset):
         self.num_classes: int = int(num_classes)
         if task is None:
             if self.multilabel:
-                task = MULTILABEL_TASK
+                task = MULTILABEL
             else:
-                task = "binary-class" if self.num_classes == 2 else "multi-class"
-        elif (task == MULTILABEL_TASK) != self.multilabel:
+                task = BINARY if self.num_classes == 2 else MULTICLASS
+        elif (task == MULTILABEL) != self.multilabel:
             raise ValueError(
                 f"{self.path}: task {task!r} does not match {split}_labels of shape "
                 f"{labels.shape} (multi-label files have (N, L) labels with L > 1)"

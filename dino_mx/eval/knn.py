@@ -18,15 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dino_mx.eval.metrics import (
-    BINARY,
-    MULTILABEL,
-    as_class_labels,
-    as_multilabel_targets,
-    check_task,
-    infer_task,
-    task_metrics,
-)
+from dino_mx.data.tasks import BINARY, MULTILABEL, check_task
+from dino_mx.eval.metrics import as_class_labels, as_multilabel_targets, infer_task, task_metrics
 
 DEFAULT_KS = (10, 20, 100, 200)
 

@@ -21,15 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-from dino_mx.eval.metrics import (
-    BINARY,
-    MULTILABEL,
-    as_class_labels,
-    as_multilabel_targets,
-    check_task,
-    infer_task,
-    task_metrics,
-)
+from dino_mx.data.tasks import BINARY, MULTILABEL, check_task
+from dino_mx.eval.metrics import as_class_labels, as_multilabel_targets, infer_task, task_metrics
 
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0)
 SELECT = ("accuracy", "auc")

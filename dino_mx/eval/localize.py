@@ -184,7 +184,7 @@ def evaluate_localize(
         "metrics": {s: _mean([e[s] for e in per_image]) for s in SCORES},
         "per_image": per_image,
     }
-    write_result(result, net.run_dir, json_path)
+    write_result(result, net.run_dir, json_path, net.trained_on)
     return result
 
 

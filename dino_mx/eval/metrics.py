@@ -24,18 +24,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-BINARY = "binary-class"
-MULTICLASS = "multi-class"
-ORDINAL = "ordinal-regression"
-MULTILABEL = "multi-label, binary-class"
-TASKS = (BINARY, MULTICLASS, ORDINAL, MULTILABEL)  # medmnist.INFO's names
-
-
-def check_task(task: str) -> str:
-    """Return ``task`` if it is one of :data:`TASKS`, else raise ValueError naming them."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    return task
+from dino_mx.data.tasks import BINARY, MULTICLASS, MULTILABEL, check_task
 
 
 def infer_task(labels: np.ndarray | torch.Tensor, num_classes: int | None = None) -> str:

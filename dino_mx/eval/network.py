@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from dino_mx.config import TrainConfig, config_dir, register_schemas
+from dino_mx.data.tasks import BINARY, MULTICLASS, MULTILABEL, check_task
 from dino_mx.engine.checkpoint import resolve_checkpoint
 from dino_mx.eval.features import (
     PixelBackbone,
@@ -34,7 +35,6 @@ from dino_mx.eval.features import (
     model_fingerprint,
     run_dir_of,
 )
-from dino_mx.eval.metrics import BINARY, MULTICLASS, MULTILABEL, check_task
 from dino_mx.models.backbone import Backbone
 
 DEFAULT_DATA = "pneumoniamnist"

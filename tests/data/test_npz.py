@@ -119,7 +119,7 @@ def test_task_inferred_or_given(tmp_path: Path) -> None:
     assert NpzImageDataset(binary, num_classes=5).task == "multi-class"
     ml = _write(tmp_path / "ml.npz", images, np.eye(4, 3, dtype=np.uint8))
     assert NpzImageDataset(ml).task == "multi-label, binary-class"
-    with pytest.raises(ValueError, match="task must be one of .*'multi-class'.*got 'multiclass'"):
+    with pytest.raises(ValueError, match="unknown task 'multiclass'; valid tasks: .*'multi-class'"):
         NpzImageDataset(multi, task="multiclass")
     with pytest.raises(ValueError, match=r"does not match train_labels of shape \(4, 1\)"):
         NpzImageDataset(multi, task="multi-label, binary-class")

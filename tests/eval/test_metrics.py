@@ -12,12 +12,8 @@ from medmnist.evaluator import getACC, getAUC
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_auc_score
 
+from dino_mx.data.tasks import BINARY, MULTICLASS, MULTILABEL, ORDINAL, TASKS
 from dino_mx.eval.metrics import (
-    BINARY,
-    MULTICLASS,
-    MULTILABEL,
-    ORDINAL,
-    TASKS,
     as_class_labels,
     as_multilabel_targets,
     classification_metrics,
@@ -165,7 +161,7 @@ def test_invalid_inputs() -> None:
         classification_metrics(np.array([0, 2]), np.array([0, 1]), num_classes=2)
     with pytest.raises(ValueError, match="binary"):
         classification_metrics(np.array([0, 2]), np.array([0, 1]), np.array([0.1, 0.5]))
-    with pytest.raises(ValueError, match="unknown task 'multiclass'; valid tasks: binary-class"):
+    with pytest.raises(ValueError, match="unknown task 'multiclass'; valid tasks: 'binary-class'"):
         task_metrics("multiclass", np.array([0, 1]), np.eye(2))
     with pytest.raises(ValueError, match="0/1 targets"):
         as_multilabel_targets(np.array([[0, 2], [1, 0]]))
