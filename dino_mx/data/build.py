@@ -9,6 +9,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from dino_mx.config import AugmentConfig, DataConfig
+from dino_mx.data.bad_image import check_on_bad_image
 from dino_mx.data.batch_multicrop import BatchMultiCrop, RawImage, build_batch_multicrop
 from dino_mx.data.channels import ConvertChannels, check_channels
 from dino_mx.data.coco import load_coco
@@ -74,25 +75,32 @@ def build_dataset(cfg: DataConfig, split: str = "train") -> Dataset:
     set. ``roi_npz`` and ``coco`` give a :class:`~dino_mx.data.RoiDataset`, which also has
     ``regions(index)``. ``data.channels`` (null or any C >= 1) converts where a rule exists
     (grey -> C repeats, RGB -> grey by luma: :mod:`dino_mx.data.channels`).
+    ``data.on_bad_image`` (raise | skip) applies to the image files of ``imagefolder`` and
+    ``coco`` (:mod:`dino_mx.data.bad_image`); the arrays of an ``.npz`` are checked when opened.
 
     Raises:
-        ValueError: ``data.channels`` < 1, or a conversion without a rule (e.g. 4 -> 3).
+        ValueError: ``data.channels`` < 1, a conversion without a rule (e.g. 4 -> 3), an
+            unknown ``data.on_bad_image``, or a corrupt or malformed ``.npz`` (named).
     """
     if cfg.channels is not None:
         check_channels(cfg.channels)
+    # Configs saved before the key existed (an old run evaluated) read as the default.
+    on_bad_image = check_on_bad_image(cfg.get("on_bad_image", "raise"))
     path = resolve_data_path(cfg)
     if cfg.format == "imagefolder":
         folder = path / split if (path / split).is_dir() else path
         if folder == path and split != "train":
             raise FileNotFoundError(f"image folder {path} has no '{split}' sub-folder")
-        dataset: Dataset = ImageFolderDataset(folder, channels=cfg.channels)
+        dataset: Dataset = ImageFolderDataset(
+            folder, channels=cfg.channels, on_bad_image=on_bad_image
+        )
     elif cfg.format == "coco":
         if cfg.channels not in (None, 1, 3):  # photographs: grey or RGB
             raise ValueError(
                 f"data.format=coco reads photographs: data.channels must be null, 1 or 3, "
                 f"got {cfg.channels}"
             )
-        dataset = load_coco(path, split, channels=cfg.channels)
+        dataset = load_coco(path, split, channels=cfg.channels, on_bad_image=on_bad_image)
     else:
         if cfg.format == "roi_npz":
             dataset = load_roi_npz(path, split, cfg.get("roi_names"))

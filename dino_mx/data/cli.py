@@ -1,10 +1,11 @@
-"""``dino-mx data``: fetch official MedMNIST files and describe ``.npz`` data files.
+"""``dino-mx data``: fetch official MedMNIST files, describe ``.npz`` data files and find the
+unreadable files of a dataset.
 
 Launched as ``dino-mx data download FLAG [--size S] [--root DIR]``,
-``dino-mx data download --all [--size S] [--root DIR]`` and ``dino-mx data info FILE...``
-(dispatched by dino_mx/cli.py). Exit status: 0 on success, 2 for a bad argument (unknown
-flag or size, missing file), 1 when a download fails (network, HTTP, md5); errors are one
-line on stderr.
+``dino-mx data download --all [--size S] [--root DIR]``, ``dino-mx data info FILE...`` and
+``dino-mx data check PATH...`` (dispatched by dino_mx/cli.py). Exit status: 0 on success, 2 for
+a bad argument (unknown flag or size, missing file), 1 when a download fails (network, HTTP,
+md5) or ``check`` finds an unreadable file; errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from dino_mx.data.npz import MEDMNIST_SIZES
+from dino_mx.errors import reports_errors
 
 
 def _flags() -> list[str]:
@@ -24,9 +26,10 @@ def _flags() -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dino-mx data", description="Fetch MedMNIST files and describe .npz data files."
+        prog="dino-mx data",
+        description="Fetch MedMNIST files, describe .npz data files, find unreadable files.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="download|info")
+    commands = parser.add_subparsers(dest="command", metavar="download|info|check")
     download = commands.add_parser(
         "download",
         help="fetch an official 2-D MedMNIST file (md5-checked, resumable)",
@@ -59,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     info.add_argument("files", nargs="+", metavar="FILE")
     info.add_argument("--no-md5", action="store_true", help="skip hashing the file")
+    check = commands.add_parser(
+        "check",
+        help="list the files of a dataset that cannot be read (exit 1 if any)",
+        description="Decode every image (.png, .jpg, .jpeg, .tif, .tiff) under each PATH, or "
+        "open every split of each .npz (CRCs, dtypes, shapes, labels), and print one line per "
+        "unreadable file with the reason, then a summary. Run it before a long training: one "
+        "bad file stops a run with data.on_bad_image=raise (the default).",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH", help="a dataset folder or file")
+    check.add_argument("--all", action="store_true", help="also print a line per good file")
     return parser
 
 
@@ -104,6 +117,29 @@ def _info(args: argparse.Namespace) -> int:
     return status
 
 
+def _check(args: argparse.Namespace) -> int:
+    from dino_mx.data.check import check_dataset
+
+    status = 0
+    for path in args.paths:
+        checked = bad = 0
+        try:
+            for finding in check_dataset(path):
+                checked += 1
+                if not finding.ok:
+                    bad += 1
+                if args.all or not finding.ok:
+                    print(finding, flush=True)
+        except (FileNotFoundError, ValueError) as err:
+            _error(str(err))
+            status = 2
+            continue
+        print(f"{path}: {checked} file(s) checked, {bad} unreadable")
+        status = status or (1 if bad else 0)
+    return status
+
+
+@reports_errors("dino-mx data")
 def main(argv: list[str] | None = None) -> int:
     """Run ``dino-mx data`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = _parser()
@@ -112,5 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return _download(args)
     if args.command == "info":
         return _info(args)
+    if args.command == "check":
+        return _check(args)
     parser.print_help(sys.stderr)
     return 2

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dino_mx.data.bad_image import one_line
 from dino_mx.data.imagefolder import _to_array
 from dino_mx.data.roi import SPLIT_CODES, RoiDataset
 
@@ -42,7 +43,7 @@ class ImageFiles:
                 image.load()
                 return _to_array(image, self.channels, "range")
         except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, ...
-            raise OSError(f"cannot read image {path}: {error}") from error
+            raise OSError(f"cannot read image {path}: {one_line(error, path)}") from error
 
 
 def annotation_file(folder: Path, split: str) -> Path:
@@ -64,13 +65,20 @@ def _image_path(folder: Path, split: str, file_name: str) -> Path:
     raise FileNotFoundError(f"image '{file_name}' not found in {folder} or {folder / split}")
 
 
-def load_coco(folder: str | Path, split: str = "train", channels: int | None = None) -> RoiDataset:
+def load_coco(
+    folder: str | Path,
+    split: str = "train",
+    channels: int | None = None,
+    on_bad_image: str = "raise",
+) -> RoiDataset:
     """One split of a COCO-annotated image folder (layout in the module docstring).
 
     Args:
         folder: The folder holding the JSON files and images.
         split: ``train``, ``val`` or ``test``.
         channels: 1 or 3; default 3 (RGB), as COCO images are photographs.
+        on_bad_image: ``"raise"`` or ``"skip"`` for an image file that cannot be decoded
+            (:mod:`dino_mx.data.bad_image`); a missing file is an error either way.
 
     Raises:
         FileNotFoundError: The JSON or an image is missing.
@@ -96,7 +104,7 @@ def load_coco(folder: str | Path, split: str = "train", channels: int | None = N
         box_image.append(row_of[ann["image_id"]])
         box_class.append(class_of[ann["category_id"]])
     channels = channels or 3
-    return RoiDataset(
+    dataset = RoiDataset(
         ImageFiles([_image_path(folder, split, im["file_name"]) for im in images], channels),
         np.array([im.get("label", -1) for im in images], dtype=np.int64),
         np.array(boxes, dtype=np.float32).reshape(-1, 4),
@@ -106,4 +114,7 @@ def load_coco(folder: str | Path, split: str = "train", channels: int | None = N
         channels=channels,
         image_sizes=np.array([[im["height"], im["width"]] for im in images]).reshape(-1, 2),
         ids=np.array([im["id"] for im in images]),
+        on_bad_image=on_bad_image,
     )
+    dataset.bad_images.root = folder  # named in the error's `dino-mx data check` hint
+    return dataset

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.datasets.folder import find_classes, make_dataset
 
+from dino_mx.data.bad_image import BadImages, one_line
 from dino_mx.data.channels import ConvertChannels, check_channels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -50,11 +51,12 @@ def _high_depth_to_uint8(array: np.ndarray, scaling: str) -> np.ndarray:
     return np.rint(values).astype(np.uint8)
 
 
-def _to_array(image: Image.Image, channels: int, scaling: str) -> np.ndarray:
+def _to_array(image: Image.Image, channels: int | None, scaling: str) -> np.ndarray:
     """Convert a PIL image of any mode to a uint8 array ``(H, W)`` or ``(H, W, 3)``.
 
     Grey modes give ``(H, W)`` unless ``channels`` is 3 (replicated), colour modes give RGB
-    unless ``channels`` is 1 (PIL's luma); other counts are left to :class:`ConvertChannels`.
+    unless ``channels`` is 1 (PIL's luma); other counts (and None, the file's own) are left to
+    :class:`ConvertChannels`.
     """
     if image.mode == "P":  # palette: expand, keeping a transparency entry's colour
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -107,6 +109,26 @@ def _is_tiff(path: str) -> bool:
     return path.lower().endswith((".tif", ".tiff"))
 
 
+def read_image(path: str, channels: int | None = None, scale_16bit: str = "range") -> np.ndarray:
+    """Decode the whole of one image file as uint8 ``(H, W)`` or ``(H, W, C)``.
+
+    A multi-channel grey TIFF gives all its channels; any other file gives grey ``(H, W)``
+    or RGB ``(H, W, 3)``, converted towards ``channels`` (1: luma, 3: grey repeated) when
+    given.
+
+    Raises:
+        Whatever PIL or tifffile raise for a truncated or corrupt file (``OSError``,
+        ``ValueError``, ``SyntaxError``, ...), without the path.
+    """
+    if _is_tiff(path):
+        with tifffile.TiffFile(path) as tif:
+            if _tiff_channels(tif) is not None:
+                return _read_multichannel_tiff(tif, scale_16bit)
+    with Image.open(path) as image:
+        image.load()  # decodes every pixel: a truncated file fails here, not later
+        return _to_array(image, channels, scale_16bit)
+
+
 class ImageFolderDataset(Dataset):
     """Images in class sub-folders of ``root``, returned as uint8 ``(C, H, W)`` images.
 
@@ -128,10 +150,18 @@ class ImageFolderDataset(Dataset):
             ``"minmax"`` stretches each image's min..max onto 0..255, each channel of a
             multi-channel TIFF on its own (use it for 10- or 12-bit data stored in 16-bit
             files, which "range" would leave dark).
+        on_bad_image: A file that cannot be read: ``"raise"`` an error naming it, or
+            ``"skip"`` it (logged once per process, counted in ``bad_images``) and return the
+            next readable sample in file order (:mod:`dino_mx.data.bad_image`).
+
+    Attributes:
+        bad_images: The unreadable files met by this process (:class:`BadImages`).
 
     Raises:
-        ValueError: ``channels`` or ``scale_16bit`` is invalid.
+        ValueError: ``channels``, ``scale_16bit`` or ``on_bad_image`` is invalid.
         FileNotFoundError: ``root`` has no class folders, or a class has no images.
+        OSError: Under ``on_bad_image="raise"``, the first image (read to infer ``channels``)
+            is unreadable; under ``"skip"``, no image is.
     """
 
     def __init__(
@@ -140,12 +170,14 @@ class ImageFolderDataset(Dataset):
         transform: Callable | None = None,
         channels: int | None = None,
         scale_16bit: Literal["range", "minmax"] = "range",
+        on_bad_image: Literal["raise", "skip"] = "raise",
     ) -> None:
         if channels is not None:
             check_channels(channels, "channels")
         if scale_16bit not in ("range", "minmax"):
             raise ValueError(f"scale_16bit must be 'range' or 'minmax', got {scale_16bit!r}")
         self.root = Path(root)
+        self.bad_images = BadImages(on_bad_image, self.root)
         self.transform = transform
         self.scale_16bit = scale_16bit
         self.classes, self.class_to_idx = find_classes(str(self.root))
@@ -156,12 +188,19 @@ class ImageFolderDataset(Dataset):
         self.num_classes: int = len(self.classes)
         self.multilabel: bool = False
         self.image_size: int | None = None  # images may differ in size
-        if channels is None:
-            channels = self._infer_channels(self.samples[0][0]) if self.samples else 3
+        if channels is None:  # from the first (under skip: the first readable) image
+            channels = 3
+            if self.samples:
+                _, channels = self.bad_images.read(
+                    self._infer_channels, 0, len(self.samples), self._path
+                )
         self.channels: int = channels
 
-    @staticmethod
-    def _infer_channels(path: str) -> int:
+    def _path(self, index: int) -> str:
+        return self.samples[index][0]
+
+    def _infer_channels(self, index: int) -> int:
+        path = self._path(index)
         try:
             if _is_tiff(path):
                 with tifffile.TiffFile(path) as tif:  # reads the headers only
@@ -171,16 +210,7 @@ class ImageFolderDataset(Dataset):
             with Image.open(path) as image:  # reads the header only
                 return 1 if image.mode in _GRAY_MODES else 3
         except Exception as error:
-            raise OSError(f"cannot read image {path}: {error}") from error
-
-    def _read(self, path: str) -> np.ndarray:
-        if _is_tiff(path):
-            with tifffile.TiffFile(path) as tif:
-                if _tiff_channels(tif) is not None:
-                    return _read_multichannel_tiff(tif, self.scale_16bit)
-        with Image.open(path) as image:
-            image.load()
-            return _to_array(image, self.channels, self.scale_16bit)
+            raise OSError(f"cannot read image {path}: {one_line(error, path)}") from error
 
     def load(self, index: int) -> np.ndarray:
         """Read sample ``index`` as a uint8 array ``(H, W)`` or ``(H, W, C)``, C = ``channels``.
@@ -190,11 +220,11 @@ class ImageFolderDataset(Dataset):
             ValueError: The image's channels cannot be converted to ``channels`` (say an RGB
                 image in a folder of 4-channel TIFFs); the message names its path.
         """
-        path = self.samples[index][0]
+        path = self._path(index)
         try:
-            array = self._read(path)
+            array = read_image(path, self.channels, self.scale_16bit)
         except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, ...
-            raise OSError(f"cannot read image {path}: {error}") from error
+            raise OSError(f"cannot read image {path}: {one_line(error, path)}") from error
         source = 1 if array.ndim == 2 else array.shape[2]
         if source == self.channels:
             return array
@@ -212,8 +242,14 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         """Return ``(image, label)``: a uint8 ``tv_tensors.Image`` ``(C, H, W)`` passed
-        through ``transform`` when given, and the class index."""
-        array = self.load(index)
+        through ``transform`` when given, and the class index. Under ``on_bad_image="skip"``
+        an unreadable file's sample is the next readable one, with that one's label.
+
+        Raises:
+            OSError, ValueError: Under ``on_bad_image="raise"``, the file is unreadable; one
+                line naming its path and the reason.
+        """
+        index, array = self.bad_images.read(self.load, index, len(self), self._path)
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # HWC -> CHW
         image = tv_tensors.Image(torch.from_numpy(np.array(array, order="C")))  # own copy
         if self.transform is not None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import struct
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +30,55 @@ SPLITS = ("train", "val", "test")
 MEDMNIST_SIZES = (28, 64, 128, 224)
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
+# What zipfile, zlib and numpy raise on a damaged or truncated archive.
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, struct.error)
+
+
+def corrupt_npz(path: str | Path, error: BaseException) -> ValueError:
+    """The one-line error for an ``.npz`` that zipfile cannot open: names ``path`` and tells a
+    file that is no zip at all from a truncated or damaged one (``np.savez`` writes a zip)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if head[:2] != b"PK":  # every zip starts with a "PK" record
+        return ValueError(
+            f"{path}: not an .npz archive (np.savez writes a zip file; this file does not start "
+            "like one)"
+        )
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return ValueError(
+        f"{path}: truncated or damaged .npz archive (its zip directory cannot be read: {reason}); "
+        "re-download or re-write it"
+    )
+
+
+@contextmanager
+def open_npz(path: str | Path) -> Iterator[zipfile.ZipFile]:
+    """Open an ``.npz`` as the zip archive it is.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The file is not a zip archive, or is truncated or damaged; one line naming
+            ``path`` (see :func:`corrupt_npz`).
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except ZIP_ERRORS as error:
+        raise corrupt_npz(path, error) from error
+    with zf:
+        yield zf
+
+
+def read_npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at the position of ``f``."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+    else:  # 2.0 and 3.0 share the 4-byte header length
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), fortran_order, dtype
 
 
 def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
@@ -36,32 +87,53 @@ def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
         f.seek(info.header_offset)
         signature, name_len, extra_len = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
     if signature != b"PK\x03\x04":
-        raise OSError(f"{path}: bad zip local header for member {info.filename!r}")
+        raise zipfile.BadZipFile(f"bad zip local header for member {info.filename!r}")
     # The local extra field can differ from the central directory's, so read it here.
     return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
 
-def _open_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
-    """Memory-map ``key`` from an ``.npz`` when stored uncompressed, else load it."""
+def open_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """Memory-map ``key`` from an ``.npz`` when stored uncompressed, else load it.
+
+    Raises:
+        KeyError: ``zf`` has no member ``{key}.npy``.
+        ValueError: The member is damaged, truncated, not an ``.npy`` array or holds Python
+            objects; one line naming ``path`` and ``key``.
+    """
     info = zf.getinfo(f"{key}.npy")
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # deflated/encrypted
-        with zf.open(info) as f:
-            return np.lib.format.read_array(f)
-    offset = _member_offset(path, info)
-    with open(path, "rb") as f:
-        f.seek(offset)
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
-        else:  # 2.0 and 3.0 share the 4-byte header length
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
-        data_offset = f.tell()
-    if dtype.hasobject:
-        raise ValueError(f"{path}: member {key!r} holds Python objects; cannot memory-map")
-    if 0 in shape:  # mmap cannot map zero bytes
-        return np.empty(shape, dtype=dtype)
-    order = "F" if fortran_order else "C"
-    return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape, order=order)
+    try:
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # deflated/encrypted
+            with zf.open(info) as f:
+                _, _, dtype = read_npy_header(f)
+                if not dtype.hasobject:
+                    f.seek(0)
+                    return np.lib.format.read_array(f, allow_pickle=False)
+        else:
+            offset = _member_offset(path, info)
+            with open(path, "rb") as f:
+                f.seek(offset)
+                shape, fortran_order, dtype = read_npy_header(f)
+                data_offset = f.tell()
+            if not dtype.hasobject:
+                if 0 in shape:  # mmap cannot map zero bytes
+                    return np.empty(shape, dtype=dtype)
+                if data_offset + int(np.prod(shape)) * dtype.itemsize > offset + info.file_size:
+                    raise zipfile.BadZipFile(f"its header's shape {shape} overruns its data")
+                order = "F" if fortran_order else "C"
+                return np.memmap(
+                    path, dtype=dtype, mode="r", offset=data_offset, shape=shape, order=order
+                )
+    except ZIP_ERRORS as error:
+        reason = " ".join(str(error).split())
+        raise ValueError(
+            f"{path}: member {key!r} is truncated or damaged ({reason}); re-download or re-write it"
+        ) from error
+    except ValueError as error:  # numpy: bad magic or header, short read, mmap past the end
+        reason = " ".join(str(error).split())
+        raise ValueError(
+            f"{path}: member {key!r} is not a readable .npy array ({reason})"
+        ) from error
+    raise ValueError(f"{path}: member {key!r} holds Python objects; refusing to unpickle it")
 
 
 class NpzImageDataset(Dataset):
@@ -87,9 +159,10 @@ class NpzImageDataset(Dataset):
         multilabel: True when ``task`` is multi-label; labels are then ``(N, L)``.
 
     Raises:
-        ValueError: ``split`` or ``task`` is not a valid choice, the arrays are malformed,
-            or the labels do not fit ``num_classes``/``task``.
-        KeyError: The file has no ``{split}_images`` or ``{split}_labels``.
+        ValueError: ``split`` or ``task`` is not a valid choice; the file is not an ``.npz``,
+            is truncated or damaged, or lacks ``{split}_images`` or ``{split}_labels``; the
+            arrays are malformed, or the labels do not fit ``num_classes``/``task``. The
+            message is one line naming the path.
     """
 
     def __init__(
@@ -108,13 +181,13 @@ class NpzImageDataset(Dataset):
         self.split = split
         self.transform = transform
         self._image_key = f"{split}_images"
-        with zipfile.ZipFile(self.path) as zf:
+        with open_npz(self.path) as zf:
             keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
             for key in (self._image_key, f"{split}_labels"):
                 if key not in keys:
-                    raise KeyError(f"{self.path} has no key {key!r}; keys present: {keys}")
-            self._images: np.ndarray | None = _open_member(self.path, zf, self._image_key)
-            labels = np.asarray(_open_member(self.path, zf, f"{split}_labels"))
+                    raise ValueError(f"{self.path} has no key {key!r}; keys present: {keys}")
+            self._images: np.ndarray | None = open_member(self.path, zf, self._image_key)
+            labels = np.asarray(open_member(self.path, zf, f"{split}_labels"))
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
                 f"{self.path}: {split}_labels must hold integers (MedMNIST writes uint8), "
@@ -171,8 +244,8 @@ class NpzImageDataset(Dataset):
     def images(self) -> np.ndarray:
         """The ``(N, H, W)`` or ``(N, H, W, C)`` uint8 array (a ``np.memmap`` when mapped)."""
         if self._images is None:  # dropped when pickled into a DataLoader worker
-            with zipfile.ZipFile(self.path) as zf:
-                self._images = _open_member(self.path, zf, self._image_key)
+            with open_npz(self.path) as zf:
+                self._images = open_member(self.path, zf, self._image_key)
         return self._images
 
     def __getstate__(self) -> dict[str, Any]:

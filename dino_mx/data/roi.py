@@ -37,6 +37,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from dino_mx.data.bad_image import BadImages
+from dino_mx.data.npz import open_member, open_npz
+
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 REQUIRED_KEYS = ("images", "boxes", "box_image", "box_class")
 
@@ -84,6 +87,12 @@ class RoiDataset(Dataset):
         ids: (N,) identifier of each image in its source (file row, COCO image id); default
             ``0..N-1``.
         transform: Called on each image (a uint8 ``tv_tensors.Image`` (C, H, W)).
+        on_bad_image: An image that cannot be read (files named by ``images.paths``):
+            ``"raise"``, or ``"skip"`` to the next readable image, whose label and regions are
+            then returned for ``index`` (:mod:`dino_mx.data.bad_image`).
+
+    Attributes:
+        bad_images: The unreadable images met by this process (:class:`BadImages`).
     """
 
     def __init__(
@@ -98,7 +107,12 @@ class RoiDataset(Dataset):
         image_sizes: np.ndarray | None = None,
         ids: np.ndarray | None = None,
         transform: Callable | None = None,
+        on_bad_image: str = "raise",
     ) -> None:
+        self.bad_images = BadImages(on_bad_image)
+        # index -> the readable image that stood in for it (on_bad_image=skip), so that
+        # regions(index) describes the image __getitem__(index) returned.
+        self._stand_in: dict[int, int] = {}
         n = len(images)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         box_image = np.asarray(box_image, dtype=np.int64).reshape(-1)
@@ -137,8 +151,17 @@ class RoiDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def _load(self, index: int) -> np.ndarray:
+        return np.asarray(self.images[index])
+
+    def _path(self, index: int) -> str:
+        paths = getattr(self.images, "paths", None)  # a lazy file list (coco) names its files
+        return str(paths[index]) if paths is not None else f"image {index}"
+
     def regions(self, index: int) -> Regions:
-        """Boxes (k, 4) and classes (k,) of image ``index``, in its own pixel frame."""
+        """Boxes (k, 4) and classes (k,) of image ``index``, in its own pixel frame (of the
+        image that stood in for it when ``__getitem__(index)`` skipped an unreadable one)."""
+        index = self._stand_in.get(index, index)
         lo, hi = self._offsets[index], self._offsets[index + 1]
         return Regions(self._boxes[lo:hi], self._classes[lo:hi])
 
@@ -163,8 +186,16 @@ class RoiDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         """Return ``(image, label)``: a uint8 ``tv_tensors.Image`` (C, H, W) passed through
-        ``transform`` when given, and the image label (-1 when unknown)."""
-        array = np.asarray(self.images[index])
+        ``transform`` when given, and the image label (-1 when unknown).
+
+        Raises:
+            OSError: Under ``on_bad_image="raise"``, the image file is unreadable; one line
+                naming its path and the reason.
+        """
+        asked = index
+        index, array = self.bad_images.read(self._load, index, len(self), self._path)
+        if index != asked:
+            self._stand_in[asked] = index
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # HWC -> CHW
         image = tv_tensors.Image(torch.from_numpy(np.array(array, order="C")))  # own copy
         if self.transform is not None:
@@ -189,22 +220,26 @@ def load_roi_npz(
         class_names: Names of the box classes; default the file's ``class_names``, else the ids.
 
     Raises:
-        KeyError: A required key is missing; the message lists the keys present.
-        ValueError: Bad split, no image in it, or malformed arrays.
+        ValueError: Bad split, no image in it, malformed arrays, a required key missing (the
+            message lists the keys present), or a file that is no ``.npz`` or is truncated or
+            damaged (the message names the path).
     """
     if split not in SPLIT_CODES:
         raise ValueError(f"split must be one of {tuple(SPLIT_CODES)}, got {split!r}")
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in REQUIRED_KEYS if k not in f.files]
+    path = Path(path)
+    with open_npz(path) as zf:
+        keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
+        missing = [k for k in REQUIRED_KEYS if k not in keys]
         if missing:
-            raise KeyError(f"{path} lacks {missing} (roi_npz format); keys present: {f.files}")
-        images = f["images"]
-        n = len(images)
-        split_codes = f["split"].reshape(n) if "split" in f.files else np.zeros(n, np.int64)
-        labels = f["image_label"].reshape(n) if "image_label" in f.files else np.full(n, -1)
-        if class_names is None and "class_names" in f.files:
-            class_names = [str(c) for c in f["class_names"]]
-        boxes, box_image, box_class = f["boxes"], f["box_image"], f["box_class"]
+            raise ValueError(f"{path} lacks {missing} (roi_npz format); keys present: {keys}")
+        f = {k: np.array(open_member(path, zf, k)) for k in keys}  # into memory: a few MB
+    images = f["images"]
+    n = len(images)
+    split_codes = f["split"].reshape(n) if "split" in f else np.zeros(n, np.int64)
+    labels = f["image_label"].reshape(n) if "image_label" in f else np.full(n, -1)
+    if class_names is None and "class_names" in f:
+        class_names = [str(c) for c in f["class_names"]]
+    boxes, box_image, box_class = f["boxes"], f["box_image"], f["box_class"]
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(
             f"{path}: images must be uint8 NHW or NHWC, got {images.dtype} {images.shape}"

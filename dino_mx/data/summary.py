@@ -11,14 +11,23 @@ and the label-sized arrays are read, never the images.
 from __future__ import annotations
 
 import re
-import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dino_mx.data.download import file_md5
-from dino_mx.data.npz import SPLITS, medmnist_file, medmnist_info
+from dino_mx.data.npz import (
+    SPLITS,
+    ZIP_ERRORS,
+    medmnist_file,
+    medmnist_info,
+    open_member,
+    open_npz,
+    read_npy_header,
+)
 from dino_mx.data.roi import SPLIT_CODES
 
 _OFFICIAL_NAME = re.compile(r"^([a-z]+mnist)(?:_(\d+))?\.npz$")
@@ -28,18 +37,27 @@ MAX_VALUES = 20  # an integer array with more distinct values is an id, not a la
 def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """``key -> (shape, dtype)`` of every array in the archive, reading only the headers."""
     out = {}
-    with zipfile.ZipFile(path) as zf:
+    with open_npz(path) as zf:
         for name in zf.namelist():
             if not name.endswith(".npy"):
                 continue
-            with zf.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            out[name.removesuffix(".npy")] = (tuple(shape), dtype)
+            try:
+                with zf.open(name) as f:
+                    shape, _, dtype = read_npy_header(f)
+            except (*ZIP_ERRORS, ValueError) as error:
+                reason = " ".join(str(error).split())
+                raise ValueError(
+                    f"{path}: member {name!r} is truncated or damaged ({reason})"
+                ) from error
+            out[name.removesuffix(".npy")] = (shape, dtype)
     return out
+
+
+@contextmanager
+def _arrays(path: Path) -> Iterator[Callable[[str], np.ndarray]]:
+    """A reader of the archive's arrays by key; errors name ``path`` (see :func:`open_member`)."""
+    with open_npz(path) as zf:
+        yield lambda key: np.asarray(open_member(path, zf, key))
 
 
 def official_medmnist(path: str | Path) -> tuple[str, int] | None:
@@ -74,7 +92,7 @@ def _counts(values: np.ndarray, names: list[str] | None = None) -> str:
 def _medmnist_lines(path: Path, headers: dict[str, Any], info: dict[str, Any] | None) -> list[str]:
     names = info["label_names"] if info else None
     lines = []
-    with np.load(path) as npz:
+    with _arrays(path) as npz:
         for split in SPLITS:
             image_key, label_key = f"{split}_images", f"{split}_labels"
             if image_key not in headers:
@@ -88,7 +106,7 @@ def _medmnist_lines(path: Path, headers: dict[str, Any], info: dict[str, Any] | 
             if label_key not in headers:
                 lines.append(f"    no {label_key}")
                 continue
-            labels = np.asarray(npz[label_key])
+            labels = npz(label_key)
             lines.append(f"    labels {_array(labels.shape, labels.dtype)}")
             if labels.ndim == 2 and labels.shape[1] > 1:
                 positives = labels.astype(np.int64).sum(0).tolist()
@@ -105,12 +123,12 @@ def _medmnist_lines(path: Path, headers: dict[str, Any], info: dict[str, Any] | 
 def _other_lines(path: Path, headers: dict[str, Any]) -> list[str]:
     lines = [f"  {key}: {_array(shape, dtype)}" for key, (shape, dtype) in headers.items()]
     codes = {v: k for k, v in SPLIT_CODES.items()}
-    with np.load(path) as npz:
+    with _arrays(path) as npz:
         for key, (shape, dtype) in headers.items():
             small = len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
             if not (np.issubdtype(dtype, np.integer) and small):
                 continue
-            values = np.asarray(npz[key]).reshape(-1).astype(np.int64)
+            values = npz(key).reshape(-1).astype(np.int64)
             present, counts = np.unique(values, return_counts=True)
             if len(present) > MAX_VALUES:
                 continue
@@ -137,13 +155,12 @@ def describe_npz(path: str | Path, md5: bool = True) -> str:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not a NumPy ``.npz`` archive.
+        ValueError: ``path`` is not a NumPy ``.npz`` archive, or is truncated or damaged; one
+            line naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not an .npz archive (np.savez writes a zip file)")
     headers = _headers(path)
     size_mb = path.stat().st_size / 1e6
     head = f"{path.name}: {size_mb:.1f} MB"

@@ -82,7 +82,7 @@ def test_user_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert f"no such file: {tmp_path / 'missing.npz'}" in _one_line_error(capsys)
     (tmp_path / "text.npz").write_text("not a zip")
     assert main(["data", "info", str(tmp_path / "text.npz")]) == 2
-    assert "is not an .npz archive" in _one_line_error(capsys)
+    assert f"{tmp_path / 'text.npz'}: not an .npz archive" in _one_line_error(capsys)
     assert list(tmp_path.iterdir()) == [tmp_path / "text.npz"]
 
 

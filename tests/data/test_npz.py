@@ -132,7 +132,7 @@ def test_num_classes_override_and_bad_split(gray: tuple[Path, np.ndarray, np.nda
     assert NpzImageDataset(path, num_classes=9).num_classes == 9
     with pytest.raises(ValueError, match="train.*val.*test"):
         NpzImageDataset(path, "validation")
-    with pytest.raises(KeyError) as info:
+    with pytest.raises(ValueError, match="has no key 'test_images'") as info:
         NpzImageDataset(path, "test")
     message = str(info.value)
     assert str(path) in message and "test_images" in message and "train_labels" in message

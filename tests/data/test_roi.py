@@ -55,7 +55,7 @@ def test_roi_npz_without_val_says_so_and_missing_keys_are_named(tmp_path):
         load_roi_npz(path, "val")
     assert len(load_roi_npz(write_roi_npz(tmp_path / "v.npz", with_val=True), "val")) == 1
     np.savez(tmp_path / "bad.npz", images=np.zeros((1, 4, 4), np.uint8))
-    with pytest.raises(KeyError, match="boxes"):
+    with pytest.raises(ValueError, match=r"bad.npz lacks \['boxes', 'box_image', 'box_class'\]"):
         load_roi_npz(tmp_path / "bad.npz")
 
 
