@@ -5,7 +5,7 @@ dino-mx eval knn|linear --ckpt RUN     evaluate frozen features
 dino-mx export --ckpt RUN --out DIR    the trained backbone as a Hugging Face folder
 dino-mx visualize attention|pca --ckpt RUN   attention maps / patch PCA as PNG grids
 dino-mx demo [--run RUN] [-- OVERRIDES]   the README's main job: train, compare, one table
-dino-mx data download FLAG | data info FILE   fetch MedMNIST files, describe .npz files
+dino-mx data download FLAG | info FILE | check PATH   fetch, describe, scan datasets
 
 ``python -m dino_mx ARGS`` is the same command.
 """
@@ -13,6 +13,8 @@ dino-mx data download FLAG | data info FILE   fetch MedMNIST files, describe .np
 from __future__ import annotations
 
 import sys
+
+from dino_mx.errors import pop_debug
 
 USAGE = """usage: dino-mx COMMAND [ARGS]
 
@@ -26,17 +28,19 @@ commands:
           `dino-mx visualize attention|pca --ckpt RUN [--data bccd_roi --split test --n 8]`
   demo    train DINO on the bundled PneumoniaMNIST on CPU, then print raw pixels vs random
           init vs DINO (k-NN and linear probe): `dino-mx demo [--run RUN] [-- OVERRIDES]`
-  data    fetch an official MedMNIST file (md5-checked, resumable) or describe .npz files:
+  data    fetch an official MedMNIST file (md5-checked, resumable), describe .npz files, or
+          list the unreadable files of a dataset:
           `dino-mx data download FLAG|--all [--size 28|64|128|224] [--root DIR]`,
-          `dino-mx data info FILE...`
+          `dino-mx data info FILE...`, `dino-mx data check PATH...`
 
-`python -m dino_mx COMMAND` is the same as `dino-mx COMMAND`.
+`python -m dino_mx COMMAND` is the same as `dino-mx COMMAND`. A user error is one line and exit
+status 2; `dino-mx --debug COMMAND ...` (or HYDRA_FULL_ERROR=1) shows its traceback.
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a sub-command; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = pop_debug(list(sys.argv[1:] if argv is None else argv))  # --debug: tracebacks
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0
@@ -44,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "train":
         from dino_mx import train
 
-        sys.argv = ["dino-mx train", *rest]
-        train.main()
-        return 0
+        return train.main(rest)
     if command == "eval":
         from dino_mx.eval.cli import main as eval_main
 

@@ -4,6 +4,8 @@ The YAML files under ``configs/`` hold the values and the tuning advice; these d
 the shape. ``configs/train.yaml`` lists ``train_schema`` first in its defaults, so every group
 option and command-line override is merged into a struct config: an unknown key
 (``optim.lrr=1``) or a value of the wrong type (``optim.lr=abc``) fails and names the key.
+Hydra's ``+key=`` adds keys even to a struct config, so :mod:`dino_mx.validate` checks the
+composed config against these dataclasses, and the value ranges, before training starts.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.5])  # 1 value (every channel) or C
     num_workers: int = 2
     roi_names: list[str] | None = None  # names of the region classes (roi_npz; coco has its own)
+    # An image file that cannot be decoded (imagefolder, coco): raise = stop, naming the file;
+    # skip = log it once per loader worker and use the next readable image in its place.
+    # `dino-mx data check DIR` lists every unreadable file before a long run.
+    on_bad_image: str = "raise"  # raise | skip
 
 
 @dataclass
@@ -171,6 +177,10 @@ class TrainerConfig:
     tb_images: int = 8  # val images in the attention / PCA grids at each eval; 0: none
     compile: bool = False
     progress: bool = True
+    on_collapse: str = "warn"  # warn | stop | off (dino_mx/engine/collapse.py)
+    collapse_window: int = 10  # consecutive logged steps a collapse must hold
+    collapse_uniform_ratio: float = 0.98  # teacher_entropy >= ratio * log K: near uniform
+    collapse_onehot_ratio: float = 0.1  # teacher_batch_entropy <= ratio * log K: one prototype
 
 
 @dataclass

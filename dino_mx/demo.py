@@ -24,6 +24,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dino_mx.errors import USER_ERROR_STATUS, reports_errors
+
 EXPERIMENT = "pneumonia_cpu"
 K = 20  # DINO reports k = 20
 COLUMNS = {
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors("dino-mx demo")
 def main(argv: list[str] | None = None) -> int:
     """Run ``dino-mx demo``; returns the exit status (1: training failed, 2: bad usage)."""
     try:
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seconds = train_run(run, args.steps, args.overrides)
     except subprocess.CalledProcessError as err:
+        if err.returncode == USER_ERROR_STATUS:  # `dino-mx train` printed the one line
+            return USER_ERROR_STATUS
         print(f"dino-mx demo: training failed (exit status {err.returncode})", file=sys.stderr)
         return 1
     rows = compare(run, args.tokens)

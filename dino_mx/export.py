@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dino_mx.engine.checkpoint import resolve_checkpoint
+from dino_mx.errors import reports_errors
 from dino_mx.eval.features import WHICH, load_backbone_from_checkpoint, run_dir_of
 from dino_mx.model_card import DEFAULT_LICENSE, write_model_card
 
@@ -73,8 +74,9 @@ def export_checkpoint(
     return out
 
 
+@reports_errors("dino-mx export")
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``dino-mx export`` arguments and export; returns the exit status."""
+    """Parse ``dino-mx export`` arguments and export; returns the exit status (2: user error)."""
     parser = argparse.ArgumentParser(
         prog="dino-mx export",
         description="Write a checkpoint's backbone (LoRA merged) as a Hugging Face folder.",
@@ -90,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        out = export_checkpoint(args.ckpt, args.out, args.which, args.license)
-    except (OSError, KeyError, ValueError) as err:
-        print(f"dino-mx export: {err}", file=sys.stderr)
-        return 1
+    out = export_checkpoint(args.ckpt, args.out, args.which, args.license)
     print(out)
     return 0
 

@@ -6,6 +6,10 @@ Launch it any of these ways (all take Hydra overrides):
     dino-mx train data=pneumoniamnist model=vit_tiny trainer.max_steps=300 paths.output_dir=runs/pn
     accelerate launch dino_mx/train.py +experiment=pathmnist data.root=/data/medmnist
     torchrun --nproc_per_node 2 dino_mx/train.py +experiment=smoke
+
+A user error (bad value, unknown key, missing file, a checkpoint that does not fit) is one line
+on stderr and exit status 2; ``--debug`` or ``HYDRA_FULL_ERROR=1`` shows the traceback. Hydra's
+own options work as usual: ``--help``, ``--cfg job``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ import hydra  # noqa: E402
 import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from accelerate.utils import broadcast_object_list  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from dino_mx.config import config_dir, register_schemas  # noqa: E402
+from dino_mx.errors import FULL_ERROR, pop_debug, reports_errors  # noqa: E402
 
 register_schemas()
 
@@ -45,14 +51,44 @@ def shared_run_dir(output_dir: str) -> Path:
     return Path(holder[0])
 
 
+_failures: list[Exception] = []  # what hydra_main raised, for main() to report
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra's entry: ``cfg`` composed from ``configs/train.yaml`` and the overrides."""
     from dino_mx.engine.trainer import train
 
     run_dir = shared_run_dir(cfg.paths.output_dir)
     cfg.paths.output_dir = str(run_dir)
-    train(cfg, run_dir)
+    try:
+        train(cfg, run_dir)
+    except Exception as error:  # main() re-raises it: Hydra would add a line of its own
+        _failures.append(error)
+
+
+@reports_errors("dino-mx train")
+def main(argv: list[str] | None = None) -> int:
+    """Train with the Hydra overrides ``argv`` (default: the command line); returns the status."""
+    args = pop_debug(list(sys.argv[1:] if argv is None else argv))
+    saved_argv, saved_full_error = sys.argv, os.environ.get(FULL_ERROR)
+    sys.argv = [sys.argv[0] if argv is None else "dino-mx train", *args]
+    # Hydra then re-raises instead of printing its own traceback, so errors reach
+    # reports_errors, which prints one line or (--debug) the traceback.
+    os.environ[FULL_ERROR] = "1"
+    try:
+        hydra_main()
+        if _failures:
+            raise _failures.pop()
+    finally:
+        sys.argv = saved_argv
+        if saved_full_error is None:
+            del os.environ[FULL_ERROR]
+        else:
+            os.environ[FULL_ERROR] = saved_full_error
+        GlobalHydra.instance().clear()  # a later compose / main in this process starts afresh
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

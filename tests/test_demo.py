@@ -64,9 +64,11 @@ def test_arguments_after_double_dash_are_overrides():
     assert (args.steps, args.run, args.tokens, args.overrides) == (3, "r", "cls", ["a=1", "--b=2"])
 
 
-def test_failed_training_is_exit_status_1(tmp_path, capsys):
-    assert demo.main(["--run", str(tmp_path / "run"), "--", "model=no_such_model"]) == 1
-    assert "training failed" in capsys.readouterr().err
+def test_a_bad_training_override_is_one_line_and_exit_status_2(tmp_path, capfd):
+    assert demo.main(["--run", str(tmp_path / "run"), "--", "model=no_such_model"]) == 2
+    err = capfd.readouterr().err  # written by the `dino-mx train` child
+    assert err.startswith("dino-mx train: error: no config 'model/no_such_model'; valid choices")
+    assert err.count("\n") == 1 and "training failed" not in err
     assert not (tmp_path / "run" / "eval").exists()
 
 

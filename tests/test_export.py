@@ -87,7 +87,7 @@ def test_exported_folder_trains_on_as_a_pretrained_model(lora_trainer, tmp_path)
 def test_export_refuses_a_folder_that_is_not_an_export(lora_trainer, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     args = ["export", "--ckpt", str(lora_trainer.run_dir), "--out", str(tmp_path)]
-    assert cli_main(args) == 1
+    assert cli_main(args) == 2  # a user error: one line
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

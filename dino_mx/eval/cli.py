@@ -22,14 +22,11 @@ accuracy and AUC (:mod:`dino_mx.eval.metrics`).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
+from dino_mx.errors import reports_errors
 from dino_mx.eval.knn import DEFAULT_KS, knn_evaluate
 from dino_mx.eval.linear import DEFAULT_CS, linear_probe
 from dino_mx.eval.localize import run_localize
@@ -142,8 +139,9 @@ def evaluate_linear(
     return result
 
 
+@reports_errors("dino-mx eval")
 def main(argv: list[str]) -> int:
-    """Run ``dino-mx eval``; returns the exit status (2: bad usage, 1: an error)."""
+    """Run ``dino-mx eval``; returns the exit status (2: bad usage or input, one line)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on errors
@@ -162,24 +160,15 @@ def main(argv: list[str]) -> int:
         cache_dir=args.cache_dir,
         json_path=args.json_path,
     )
-    try:
-        if args.command == "localize":
-            return run_localize(args)
-        if args.command == "knn":
-            result = evaluate_knn(
-                args.ckpt,
-                tokens=args.tokens or "cls",
-                ks=args.ks,
-                temperature=args.temperature,
-                **kwargs,
-            )
-        else:
-            tokens = args.tokens or "cls+mean"
-            result = evaluate_linear(
-                args.ckpt, tokens=tokens, cs=args.cs, select=args.select, **kwargs
-            )
-    except (OSError, KeyError, ValueError, HydraException, OmegaConfBaseException) as error:
-        print(f"dino-mx eval: error: {error}", file=sys.stderr)
-        return 1
+    if args.command == "localize":
+        return run_localize(args)
+    if args.command == "knn":
+        tokens = args.tokens or "cls"
+        result = evaluate_knn(
+            args.ckpt, tokens=tokens, ks=args.ks, temperature=args.temperature, **kwargs
+        )
+    else:
+        tokens = args.tokens or "cls+mean"
+        result = evaluate_linear(args.ckpt, tokens=tokens, cs=args.cs, select=args.select, **kwargs)
     print(format_result(result))
     return 0

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 
 from dino_mx.data import build_dataset
+from dino_mx.errors import reports_errors
 from dino_mx.eval import render
 from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
 from dino_mx.eval.features import eval_dataset
@@ -201,34 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors("dino-mx visualize")
 def main(argv: list[str]) -> int:
-    """Run ``dino-mx visualize``; returns the exit status."""
+    """Run ``dino-mx visualize``; returns the exit status (2: bad usage or input, one line)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on errors
         return int(exit_.code or 0)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        path = visualize(
-            args.kind,
-            args.ckpt,
-            model=args.model,
-            which=args.which,
-            data=args.data,
-            data_root=args.data_root,
-            overrides=args.override,
-            split=args.split,
-            n=args.n,
-            image_size=args.image_size,
-            keep=args.keep,
-            k=args.k,
-            bg_threshold=None if args.bg_threshold < 0 else args.bg_threshold,
-            roi_class=args.roi_class,
-            out_dir=args.out,
-            device=args.device,
-        )
-    except (OSError, KeyError, ValueError, HydraException, OmegaConfBaseException) as error:
-        print(f"dino-mx visualize: error: {error}", file=sys.stderr)
-        return 1
+    path = visualize(
+        args.kind,
+        args.ckpt,
+        model=args.model,
+        which=args.which,
+        data=args.data,
+        data_root=args.data_root,
+        overrides=args.override,
+        split=args.split,
+        n=args.n,
+        image_size=args.image_size,
+        keep=args.keep,
+        k=args.k,
+        bg_threshold=None if args.bg_threshold < 0 else args.bg_threshold,
+        roi_class=args.roi_class,
+        out_dir=args.out,
+        device=args.device,
+    )
     print(path)
     return 0

@@ -224,10 +224,15 @@ def test_chestmnist_layout_end_to_end(tmp_path: Path) -> None:
 
 def test_usage_errors(run: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["knn", "--ckpt", str(run), "--model", "vit_micro"]) == 2  # argparse
-    assert main(["knn", "--ckpt", str(run), "--override", "data.sizee=64"]) == 1
-    assert "sizee" in capsys.readouterr().err
-    assert main(["knn", "--ckpt", str(run), "--override", "model.depth=3"]) == 1
-    assert "fixes the model" in capsys.readouterr().err
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["knn", "--ckpt", str(run), "--override", "data.sizee=64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dino-mx eval: error: unknown key data.sizee; valid keys of data: ")
+    assert err.count("\n") == 1
+    assert main(["knn", "--ckpt", str(run), "--override", "model.depth=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dino-mx eval: error: ") and "fixes the model" in err
+    assert err.count("\n") == 1
 
 
 def test_data_group_composes_inside_an_outer_hydra_context() -> None:

@@ -74,8 +74,9 @@ def test_visualize_writes_pngs_into_the_run(roi_run, kind, capsys):
 def test_visualize_a_baseline_needs_an_output_folder(tmp_path, roi_run, capsys):
     data = ["--data", "bccd_roi", "--data-root", str(roi_run.parent), "--override", "data.size=32"]
     model = ["--model", "vit_micro", "--override", "augment.global_size=32"]
-    assert dino_mx_main(["visualize", "attention", *model, *data]) == 1
-    assert "--out" in capsys.readouterr().err
+    assert dino_mx_main(["visualize", "attention", *model, *data]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dino-mx visualize: error: ") and "--out" in err
     out = tmp_path / "figs"
     assert dino_mx_main(["visualize", "attention", *model, *data, "--out", str(out)]) == 0
     assert (out / "attention_test.png").is_file()

@@ -1,0 +1,187 @@
+"""Checks of a composed training config, run before anything is built or written.
+
+Hydra and the schemas in :mod:`dino_mx.config` check each key's name and type; this module adds
+what they cannot: keys added with ``+key=`` that the schema does not know (Hydra's ``+`` adds keys
+even to a struct config), and value ranges — positive sizes and counts, probabilities in [0, 1],
+crop-scale ranges, a finite positive learning rate. Each problem is reported as
+``key=value: must be ...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dino_mx.config import TrainConfig
+from dino_mx.data.bad_image import ON_BAD_IMAGE
+from dino_mx.engine.collapse import ON_COLLAPSE
+from dino_mx.errors import UserError
+
+_HEAD = ("out_dim", "hidden_dim", "bottleneck_dim", "nlayers")
+
+POSITIVE_INTS = (
+    *("trainer.max_steps", "trainer.batch_size", "trainer.grad_accum", "trainer.log_every"),
+    *("model.patch_size", "model.hidden_size", "model.depth", "model.num_heads"),
+    *("model.image_size", "augment.global_size", "augment.local_size"),
+    *(f"method.head.{k}" for k in _HEAD),
+    *(f"method.ibot.head.{k}" for k in _HEAD),
+    *("adapter.r", "distill.out_dim", "trainer.collapse_window"),
+)
+NON_NEGATIVE = (
+    *("trainer.save_every", "trainer.keep_last", "trainer.eval_every", "trainer.tb_images"),
+    *("augment.n_local", "augment.roi_crops", "adapter.num_layers", "data.num_workers"),
+    *("distill.projector_hidden", "distill.weight", "adapter.alpha"),
+    *("augment.brightness", "augment.contrast", "augment.saturation"),
+    *("optim.min_lr", "optim.weight_decay", "optim.weight_decay_end", "optim.clip_grad"),
+    *("method.dino_weight", "method.koleo_weight", "method.ibot.weight"),
+    "method.patch_embed_lr_mult",
+)
+POSITIVE = (
+    *("optim.lr", "method.student_temp", "method.teacher_temp", "method.warmup_teacher_temp"),
+    *("model.mlp_ratio", "distill.teacher_temp", "distill.student_temp", "data.std"),
+)
+PROBABILITIES = (
+    *("augment.hflip", "augment.vflip", "augment.color_jitter", "augment.grayscale"),
+    *("augment.solarize", "augment.roi_prob", "augment.blur"),
+    *("method.ibot.mask_sample_probability", "method.warmup_teacher_temp_ratio"),
+    *("method.center_momentum", "method.momentum_teacher"),
+    *("optim.warmup_ratio", "optim.freeze_last_layer_ratio"),
+)
+BELOW_ONE = ("adapter.dropout", "model.drop_path_rate", "optim.betas")  # [0, 1)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _pair(check: Callable[[float, float], bool]) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(map(_finite, v)) and check(*v)
+
+    return ok
+
+
+# (keys, test of one value, what a valid value is). A list value under a scalar rule is checked
+# element by element (augment.blur, optim.betas, data.std).
+RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
+    (POSITIVE_INTS, lambda v: v >= 1, "an integer >= 1"),
+    (NON_NEGATIVE, lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    (POSITIVE, lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    (PROBABILITIES, lambda v: _finite(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    (BELOW_ONE, lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
+    (("augment.hue",), lambda v: _finite(v) and 0 <= v <= 0.5, "in [0, 0.5]"),
+    (("augment.roi_jitter",), lambda v: _finite(v) and 0 <= v < 0.5, "in [0, 0.5)"),
+    (
+        (
+            "method.layerwise_decay",
+            "trainer.collapse_uniform_ratio",
+            "trainer.collapse_onehot_ratio",
+        ),
+        lambda v: _finite(v) and 0 < v <= 1,
+        "in (0, 1]",
+    ),
+]
+# Keys with a fixed set of values, checked here so that a typo fails before anything is built.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "trainer.on_collapse": ON_COLLAPSE,
+    "data.on_bad_image": ON_BAD_IMAGE,
+}
+PAIR_RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
+    (
+        ("augment.global_scale", "augment.local_scale"),
+        _pair(lambda lo, hi: 0 < lo <= hi <= 1),
+        "[lo, hi] with 0 < lo <= hi <= 1",
+    ),
+    (
+        ("method.ibot.mask_ratio_min_max",),
+        _pair(lambda lo, hi: 0 <= lo <= hi <= 1),
+        "[lo, hi] with 0 <= lo <= hi <= 1",
+    ),
+    (("augment.roi_scale",), _pair(lambda lo, hi: 0 < lo <= hi), "[lo, hi] with 0 < lo <= hi"),
+]
+
+
+def schema_fields(path: str) -> list[str] | None:
+    """The keys the schema allows in section ``path`` (``""``: the top level), or None when
+    ``path`` is not a schema section (a free-form value such as ``adapter.targets``)."""
+    cls: Any = TrainConfig
+    for part in [p for p in path.split(".") if p]:
+        hints = typing.get_type_hints(cls)
+        cls = hints.get(part)
+        if not dataclasses.is_dataclass(cls):
+            return None
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def unknown_key_message(full_key: str) -> str:
+    """``unknown key optim.lrr; valid keys of optim: name, lr, ...``."""
+    section = full_key.rpartition(".")[0]
+    valid = schema_fields(section)
+    if valid is None:
+        return f"unknown key {full_key}"
+    return f"unknown key {full_key}; valid keys of {section or 'the config'}: {', '.join(valid)}"
+
+
+def unknown_keys(cfg: DictConfig, path: str = "") -> Iterator[str]:
+    """Dotted keys of ``cfg`` that the schema does not define (added with ``+key=``)."""
+    valid = schema_fields(path)
+    if valid is None:
+        return
+    for key in cfg.keys():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in valid:
+            yield full
+            continue
+        child = cfg._get_node(key)  # the node itself: no interpolation is resolved
+        if isinstance(child, DictConfig) and not child._is_none():
+            yield from unknown_keys(child, full)
+
+
+def _values(cfg: DictConfig, key: str) -> tuple[bool, Any]:
+    missing = object()
+    value = OmegaConf.select(cfg, key, default=missing)
+    if value is missing:
+        return False, None
+    return True, OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+
+
+def problems(cfg: DictConfig) -> list[str]:
+    """Every problem of ``cfg``, one short sentence each (empty: valid)."""
+    found = [unknown_key_message(key) for key in unknown_keys(cfg)]
+    for keys, ok, valid in RULES:
+        for key in keys:
+            present, value = _values(cfg, key)
+            items = value if isinstance(value, list) else [value]
+            if present and value is not None and not all(ok(v) for v in items):
+                found.append(f"{key}={value}: must be {valid}")
+    for key, choices in CHOICES.items():
+        present, value = _values(cfg, key)
+        if present and value not in choices:
+            found.append(f"{key}={value}: valid choices: {', '.join(choices)}")
+    for keys, ok, valid in PAIR_RULES:
+        for key in keys:
+            present, value = _values(cfg, key)
+            if present and not ok(value):
+                found.append(f"{key}={value}: must be {valid}")
+    model = cfg.model
+    if model.pretrained is None and model.num_heads >= 1 and model.hidden_size % model.num_heads:
+        found.append(
+            f"model.hidden_size={model.hidden_size}: must be a multiple of "
+            f"model.num_heads={model.num_heads}"
+        )
+    return found
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`~dino_mx.errors.UserError` naming every bad key, value and valid range.
+
+    Cheap: reads only the config, so it runs before any model, folder or file is made.
+    """
+    found = problems(cfg)
+    if found:
+        raise UserError("; ".join(found))
