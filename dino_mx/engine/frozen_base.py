@@ -8,13 +8,13 @@ writing it into every checkpoint twice (student and EMA teacher), a run keeps it
                                               channel-adapted): a Hugging Face folder
     RUN/checkpoints/step_*/model.safetensors  the student's trainable weights: LoRA A/B or the
                                               unfrozen blocks, and the head
-    RUN/checkpoints/step_*/custom_checkpoint_0.pkl   the teacher's, same names
+    RUN/checkpoints/step_*/teacher.safetensors the teacher's, same names
     RUN/checkpoints/step_*/base.json          {"path": "../../base", "sha256": ..., "frozen": [...]}
 
 ``base.json`` is the reference: the base folder relative to the checkpoint, the sha256 of its
 weights (checked on load) and the parameter names the checkpoint leaves to it. A LoRA
 checkpoint of DINOv2 ViT-S (r=8, query+value) holds 2 x 0.6 MB of adapters, not 2 x 88 MB.
-Resuming reloads the base into the freshly built backbone, then Accelerate restores the rest.
+Resuming reloads the base into the freshly built backbone, then the checkpoint the rest.
 In memory the teacher shares the frozen tensors with the student
 (``build_teacher(share_frozen=True)``), so they exist once there too.
 """
@@ -27,19 +27,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from accelerate import Accelerator
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from dino_mx.engine.checkpoint import latest_checkpoint
+from dino_mx.engine.state_io import fsync_path, write_json
 from dino_mx.models.backbone import load_pretrained_model
 
 BASE_DIR = "base"
 BASE_REF = "base.json"
 BASE_WEIGHTS = "model.safetensors"
-STUDENT_WEIGHTS = "model.safetensors"  # what Accelerate's save_state names the student
 BACKBONE = "backbone.model."
 
 
@@ -100,7 +97,6 @@ class FrozenBase:
         self.dir = self.run_dir / BASE_DIR
         self.frozen: frozenset[str] = frozenset()
         self._sha: str | None = None
-        self._is_main = True
 
     @property
     def sha256(self) -> str:
@@ -125,40 +121,40 @@ class FrozenBase:
             tmp = self.dir.with_name(f".{BASE_DIR}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(tmp)
+            for file in [*tmp.iterdir(), tmp]:
+                fsync_path(file)
             shutil.rmtree(self.dir, ignore_errors=True)
             os.replace(tmp, self.dir)
+            fsync_path(self.run_dir)
 
-    def install(self, accelerator: Accelerator, student: nn.Module, teacher: nn.Module) -> Any:
-        """Filter frozen weights out of every save and back in on load.
-
-        Call after the adapter is applied and the teacher built. Returns what to register for
-        checkpointing in place of the teacher.
-        """
+    def install(
+        self, student: nn.Module, teacher: nn.Module
+    ) -> tuple[WithoutFrozen, WithoutFrozen]:
+        """Call after the adapter is applied and the teacher built. Returns what to checkpoint
+        in place of the (unwrapped) student and the teacher: both without the frozen weights."""
         self.frozen = frozen_backbone_names(student)
-        self._is_main = accelerator.is_main_process
-        accelerator.register_save_state_pre_hook(self._save_hook)
-        accelerator.register_load_state_pre_hook(self._load_hook)
-        return WithoutFrozen(teacher, self.frozen)
+        return WithoutFrozen(student, self.frozen), WithoutFrozen(teacher, self.frozen)
 
-    def _save_hook(self, models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
-        for state in weights[:1]:  # the student; FSDP saves through its own path
-            for key in [k for k in state if _plain(k) in self.frozen]:
-                del state[key]
-        if self._is_main:
-            ref = {
-                "path": os.path.relpath(self.dir, output_dir),
-                "sha256": self.sha256,
-                "frozen": sorted(self.frozen),
-            }
-            (Path(output_dir) / BASE_REF).write_text(json.dumps(ref, indent=1) + "\n")
+    def write_reference(self, ckpt_dir: Path) -> None:
+        """Write ``base.json`` into a checkpoint folder (its final name is a sibling)."""
+        ref = {
+            "path": os.path.relpath(self.dir, ckpt_dir),
+            "sha256": self.sha256,
+            "frozen": sorted(self.frozen),
+        }
+        write_json(Path(ckpt_dir) / BASE_REF, ref)
 
-    def _load_hook(self, models: list[nn.Module], input_dir: str) -> None:
-        ref = read_base_reference(Path(input_dir), verify=False)
-        if ref is not None and ref.sha256 != self.sha256:
-            raise ValueError(f"{input_dir} was trained from another base than {self.dir}")
-        if models:  # load the student here; Accelerate skips what the list no longer holds
-            state = load_file(str(Path(input_dir) / STUDENT_WEIGHTS))
-            _load_checked(models.pop(0), state, self.frozen)
+    def check_reference(self, ckpt_dir: Path) -> None:
+        """Before loading: the checkpoint was trained from this run's base.
+
+        Raises:
+            ValueError: It refers to another base (or to none: a full checkpoint).
+        """
+        ref = read_base_reference(Path(ckpt_dir), verify=False)
+        if ref is None:
+            raise ValueError(f"{ckpt_dir} holds every weight (no {BASE_REF}): not an adapter run's")
+        if ref.sha256 != self.sha256:
+            raise ValueError(f"{ckpt_dir} was trained from another base than {self.dir}")
 
 
 @dataclass

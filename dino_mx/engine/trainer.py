@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -33,20 +32,27 @@ from dino_mx.data import (
     build_dataset,
 )
 from dino_mx.engine.checkpoint import (
+    CheckpointParts,
     TrainState,
     latest_checkpoint,
     list_checkpoints,
+    load_checkpoint,
+    remove_temporaries,
     save_checkpoint,
 )
+from dino_mx.engine.collapse import build_collapse_guard
 from dino_mx.engine.distill import build_distiller
+from dino_mx.engine.divergence import check_loss
 from dino_mx.engine.frozen_base import FrozenBase
 from dino_mx.engine.methods import build_method
 from dino_mx.engine.optim import Schedules, param_groups
+from dino_mx.engine.resume import check_start, truncate_history
 from dino_mx.eval.monitor import ValMonitor
 from dino_mx.models import build_backbone
 from dino_mx.models.adapters import apply_adapter
 from dino_mx.models.param_report import log_parameters
 from dino_mx.teacher import build_teacher, ema_update
+from dino_mx.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +130,20 @@ class Trainer:
         # After prepare: DDP has broadcast rank 0's weights, so every rank's teacher starts equal.
         unwrapped = accelerator.unwrap_model(self.student)
         self.teacher = build_teacher(unwrapped, share_frozen=True)
-        teacher_state = self.teacher
-        if self.base is not None:
-            teacher_state = self.base.install(accelerator, unwrapped, self.teacher)
+        student_state, teacher_state = unwrapped, self.teacher
+        if self.base is not None:  # checkpoints leave the frozen weights to RUN/base
+            student_state, teacher_state = self.base.install(unwrapped, self.teacher)
         self.state = TrainState()
-        # Order must match dino_mx.engine.checkpoint.CUSTOM_OBJECTS.
-        accelerator.register_for_checkpointing(teacher_state, self.loss_fn, self.state)
+        self.parts = CheckpointParts(
+            student_state, teacher_state, self.loss_fn, self.optimizer, self.state, self.base
+        )
         self.schedules = Schedules(cfg)
         self.freeze_last_layer_steps = int(o.freeze_last_layer_ratio * t.max_steps)
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         # trainer.eval_every: k-NN and attention / PCA images of val, on the main process.
         self.monitor = ValMonitor(cfg.data, cfg.augment.global_size, t.tb_images)
+        # trainer.on_collapse: warn about (or stop at) a teacher output gone uniform or one-hot.
+        self.collapse = build_collapse_guard(t, cfg.method, cfg.optim)
 
     def _loader(self) -> DataLoader:
         t = self.cfg.trainer
@@ -158,17 +167,14 @@ class Trainer:
         )
 
     def resume(self) -> None:
-        ckpt = latest_checkpoint(self.run_dir)
+        ckpt = check_start(self.cfg, self.run_dir)  # train() made any refusal before writing
+        if self.acc.is_main_process:
+            remove_temporaries(self.run_dir)  # left by an interrupted save
         if ckpt is None:
             if self.cfg.trainer.resume:
                 log.warning("trainer.resume=true but %s has no checkpoint: starting", self.run_dir)
             return
-        if not self.cfg.trainer.resume:
-            raise FileExistsError(
-                f"{self.run_dir} already holds checkpoints ({ckpt.name}); pass trainer.resume=true "
-                "to continue that run, or choose another paths.output_dir"
-            )
-        self.acc.load_state(str(ckpt))
+        load_checkpoint(self.acc, ckpt, self.parts)
         log.info("resumed from %s at step %d", ckpt, self.state.step)
 
     def _set_hparams(self, values: dict[str, float]) -> None:
@@ -208,11 +214,7 @@ class Trainer:
                     distill = self.distiller(result.crops, result.projected)
                     loss = loss + self.cfg.distill.weight * distill
                     terms = {**terms, "self": result.loss.detach(), "distill": distill.detach()}
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at step {step}; lower optim.lr or raise "
-                        "optim.warmup_ratio (the last checkpoint is intact)"
-                    )
+                check_loss(loss, step, partial(latest_checkpoint, self.run_dir))
                 acc.backward(loss)
                 if acc.sync_gradients:
                     if self.cfg.optim.clip_grad > 0:
@@ -238,6 +240,7 @@ class Trainer:
         self.resume()
         if acc.is_main_process:
             (self.run_dir / "config.yaml").write_text(self.config_yaml)
+            truncate_history(self.run_dir / "train_log.jsonl", self.state.step)  # each step once
         self.student.train()
         batches = _batches(self._loader())
         bar = tqdm(
@@ -266,6 +269,8 @@ class Trainer:
                 if acc.is_main_process:
                     with history.open("a") as f:
                         f.write(json.dumps(last) + "\n")
+                if self.collapse.watch(last, acc.device, acc.is_main_process, self.run_dir):
+                    break  # trainer.on_collapse=stop: the collapsed step is never saved
             done = self.state.step == t.max_steps
             if t.eval_every > 0 and (done or self.state.step % t.eval_every == 0):
                 if acc.is_main_process:
@@ -277,7 +282,7 @@ class Trainer:
                     last |= knn
                 acc.wait_for_everyone()
             if done or (t.save_every > 0 and self.state.step % t.save_every == 0):
-                save_checkpoint(acc, self.run_dir, self.state.step, self.config_yaml, t.keep_last)
+                save_checkpoint(acc, self.run_dir, self.parts, self.config_yaml, t.keep_last)
         bar.close()
         acc.end_training()
         return last
@@ -300,8 +305,8 @@ def make_accelerator(cfg: DictConfig, run_dir: Path) -> Accelerator:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Run (or resume) the DINO training described by ``cfg`` in ``run_dir``."""
-    if cfg.trainer.max_steps <= 0 or math.isnan(cfg.optim.lr):
-        raise ValueError("trainer.max_steps must be positive and optim.lr a number")
+    validate_config(cfg)  # values, ranges, keys added with +: before anything is built
+    check_start(cfg, run_dir)  # a refused start (checkpoints, changed config) writes nothing
     set_seed(cfg.trainer.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg, run_dir)

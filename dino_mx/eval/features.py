@@ -26,7 +26,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from dino_mx.data import ConvertChannels, build_dataset, resolve_data_path
-from dino_mx.engine.checkpoint import CHECKPOINTS, load_component, resolve_checkpoint
+from dino_mx.engine.checkpoint import (
+    CHECKPOINTS,
+    COMPONENTS,
+    STUDENT_FILE,
+    checkpoint_step,
+    load_component,
+    resolve_checkpoint,
+)
 from dino_mx.engine.frozen_base import read_base_reference
 from dino_mx.models.adapters import load_adapted_state
 from dino_mx.models.backbone import Backbone, build_backbone, load_pretrained_model
@@ -36,8 +43,7 @@ log = logging.getLogger(__name__)
 TOKENS = ("cls", "cls+mean")
 WHICH = ("teacher", "student")
 BACKBONE_PREFIX = "backbone.model."
-STUDENT_FILE = "model.safetensors"
-TEACHER_FILE = "custom_checkpoint_0.pkl"
+TEACHER_FILE = COMPONENTS["teacher"]
 DATA_KEYS = ("name", "format", "flag", "size", "root", "file", "channels", "mean", "std")
 
 
@@ -93,11 +99,7 @@ def load_backbone_from_checkpoint(
         backbone = build_backbone(cfg.model, int(channels))
     # LoRA is merged: the result is a plain Hugging Face model computing the trained features.
     load_adapted_state(backbone, state, cfg.get("adapter"), base.frozen if base else frozenset())
-    try:
-        step = int(load_component(ckpt_dir, "train_state")["step"])
-    except FileNotFoundError:
-        step = int(ckpt_dir.name.removeprefix("step_"))
-    return backbone.eval().requires_grad_(False), cfg, step
+    return backbone.eval().requires_grad_(False), cfg, checkpoint_step(ckpt_dir)
 
 
 def build_model_baseline(cfg: DictConfig, channels: int, seed: int = 0) -> Backbone:

@@ -1,10 +1,12 @@
 """Run by tests/engine/test_distributed.py under torchrun: train, then dump this rank's state."""
 
+import os
 import sys
 from pathlib import Path
 
 import torch
 
+from dino_mx.engine.divergence import DivergedError
 from dino_mx.engine.trainer import Trainer, make_accelerator
 from tests.conftest import make_config
 
@@ -19,7 +21,22 @@ cfg = make_config(
 )
 acc = make_accelerator(cfg, run_dir)
 trainer = Trainer(cfg, run_dir, acc)
-trainer.fit()
+if os.environ.get("DINO_MX_TEST_NAN_RANK") == str(acc.process_index):
+    # Fault injection: this rank's loss is NaN from step 1 on, the other ranks' stays finite.
+    compute = type(trainer.method).__call__
+
+    def poisoned(self, *args, **kwargs):
+        out = compute(self, *args, **kwargs)
+        if trainer.state.step >= 1:
+            out.loss = out.loss * float("nan")
+        return out
+
+    type(trainer.method).__call__ = poisoned
+try:
+    trainer.fit()
+except DivergedError as error:  # every rank must get here, with the same message
+    (out_dir / f"error{acc.process_index}.txt").write_text(str(error))
+    sys.exit(0)
 torch.save(
     {
         "world_size": acc.num_processes,

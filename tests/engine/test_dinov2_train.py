@@ -57,7 +57,7 @@ def state(ckpt):
         load_file(ckpt / "model.safetensors"),
         load_component(ckpt, "teacher"),
         load_component(ckpt, "loss"),
-        torch.load(ckpt / "optimizer.bin", weights_only=False)["state"],
+        load_file(ckpt / "optimizer.safetensors"),
     )
 
 
@@ -74,9 +74,9 @@ def test_dinov2_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, smoke_
         assert part_a.keys() == part_b.keys()
         for key in part_a:
             assert torch.equal(part_a[key], part_b[key]), key
-    for index in a[3]:
-        for key, value in a[3][index].items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[3][index][key]))
+    assert a[3].keys() == b[3].keys() and a[3]  # the AdamW moments and step of each parameter
+    for key in a[3]:
+        assert torch.equal(a[3][key], b[3][key]), key
 
 
 def one_batch(cfg, method, backbone):

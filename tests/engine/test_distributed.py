@@ -69,9 +69,11 @@ def test_train_script_runs_under_torchrun(tmp_path):
         cwd=tmp_path,
     )
     ckpt = run / "checkpoints" / "step_0000002"
-    assert sorted(p.name for p in ckpt.glob("random_states_*.pkl")) == [
-        "random_states_0.pkl",
-        "random_states_1.pkl",
+    assert sorted(p.name for p in ckpt.glob("rng_state_*")) == [
+        "rng_state_0.json",
+        "rng_state_0.safetensors",
+        "rng_state_1.json",
+        "rng_state_1.safetensors",
     ]
 
 

@@ -7,7 +7,10 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from dino_mx.engine import checkpoint
 from dino_mx.engine.checkpoint import (
+    CheckpointParts,
+    TrainState,
     latest_checkpoint,
     list_checkpoints,
     load_component,
@@ -26,9 +29,10 @@ def test_smoke_trains_end_to_end_and_saves_everything(tmp_path, smoke_config):
     assert [p.name for p in list_checkpoints(run)] == ["step_0000002", "step_0000004"]
     ckpt = latest_checkpoint(run)
     assert ckpt.name == "step_0000004"
-    for name in ("model.safetensors", "optimizer.bin", "config.yaml"):
+    for name in ("model.safetensors", "optimizer.safetensors", "rng_state_0.json", "config.yaml"):
         assert (ckpt / name).is_file()
-    assert load_component(ckpt, "train_state") == {"step": 4}
+    assert not list(ckpt.glob("*.pkl")) and not list(ckpt.glob("*.bin"))  # no pickle
+    assert load_component(ckpt, "train_state")["step"] == 4
     assert "center" in load_component(ckpt, "loss")
     assert any(k.startswith("backbone.model.") for k in load_component(ckpt, "teacher"))
     saved = (run / "config.yaml").read_text()
@@ -76,19 +80,21 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, smoke_config):
 
 def test_crash_during_save_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     acc = Accelerator(cpu=True)
-    model = acc.prepare(torch.nn.Linear(2, 2))
-    good = save_checkpoint(acc, tmp_path, 1, "a: 1\n")
+    model, optimizer = acc.prepare(torch.nn.Linear(2, 2), torch.optim.SGD([torch.zeros(1)]))
+    parts = CheckpointParts(model, model, torch.nn.Module(), optimizer, TrainState(1))
+    good = save_checkpoint(acc, tmp_path, parts, "a: 1\n")
     weights = load_file(good / "model.safetensors")
 
-    def crash(path, *args, **kwargs):
-        (tmp_path / "checkpoints" / ".tmp_step_0000002").mkdir(exist_ok=True)
+    def crash(path, tensors):  # the power goes half-way through writing a file
+        path.write_bytes(b"half")
         raise KeyboardInterrupt("power cut")
 
     with torch.no_grad():
         model.weight.add_(1)
-    monkeypatch.setattr(acc, "save_state", crash)
+    parts.train_state.step = 2
+    monkeypatch.setattr(checkpoint, "write_tensors", crash)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(acc, tmp_path, 2, "a: 2\n")
+        save_checkpoint(acc, tmp_path, parts, "a: 2\n")
     assert latest_checkpoint(tmp_path) == good
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000001"]
     assert torch.equal(load_file(good / "model.safetensors")["weight"], weights["weight"])

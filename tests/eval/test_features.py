@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import Subset
 
 from dino_mx.data import bundled_pneumoniamnist_path
@@ -122,11 +122,11 @@ def test_cache_is_reused_then_invalidated_by_a_new_checkpoint(
     torch.testing.assert_close(first, second)
 
     # Training on rewrites the teacher file: new contents, new mtime, new key.
-    teacher_file = ckpt / "custom_checkpoint_0.pkl"
+    teacher_file = ckpt / "teacher.safetensors"
     old = teacher_file.stat().st_mtime_ns
     state = load_component(ckpt, "teacher")
     state = {k: v * 1.5 if k.endswith("layernorm.weight") else v for k, v in state.items()}
-    torch.save(state, teacher_file)
+    save_file(state, teacher_file)
     os.utime(teacher_file, ns=(old + 10**9, old + 10**9))  # whatever the clock granularity
     changed, _, _ = load_backbone_from_checkpoint(copy)
     changed.register_forward_hook(lambda *_: calls.append(1))
