@@ -79,10 +79,10 @@ def test_evaluate_localize_writes_per_image_and_mean_scores(roi_run, capsys):
     # The command prints the scores and accepts the same options.
     assert dino_mx_main(["eval", "localize", "--ckpt", str(roi_run), "--roi-class", "0"]) == 0
     assert "precision" in capsys.readouterr().out
-    assert dino_mx_main(["eval", "localize", "--ckpt", str(roi_run), "--roi-class", "X"]) == 1
+    assert dino_mx_main(["eval", "localize", "--ckpt", str(roi_run), "--roi-class", "X"]) == 2
     assert "valid classes: 0 WBC, 1 RBC, 2 platelets" in capsys.readouterr().err
 
 
 def test_localize_needs_data_with_regions(roi_run, capsys):
     code = dino_mx_main(["eval", "localize", "--ckpt", str(roi_run), "--data", "pneumoniamnist"])
-    assert code == 1 and "no regions of interest" in capsys.readouterr().err
+    assert code == 2 and "no regions of interest" in capsys.readouterr().err
