@@ -15,15 +15,15 @@ from dino_mx.data.download import DownloadError, download_file, download_medmnis
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided, roi_crop_box
 from dino_mx.data.masking import BlockMaskGenerator, MaskedCrops
-from dino_mx.data.multicrop import MultiCrop, build_multicrop
-from dino_mx.data.npz import (
+from dino_mx.data.medmnist import (
     MedmnistFile,
-    NpzImageDataset,
     bundled_pneumoniamnist_path,
     medmnist_file,
     medmnist_info,
     medmnist_path,
 )
+from dino_mx.data.multicrop import MultiCrop, build_multicrop
+from dino_mx.data.npz import NpzImageDataset
 from dino_mx.data.roi import Regions, RoiDataset, load_roi_npz
 from dino_mx.data.sampler import InfiniteSampler, SeededAugment
 from dino_mx.data.summary import describe_npz

@@ -15,13 +15,9 @@ from dino_mx.data.channels import ConvertChannels, check_channels
 from dino_mx.data.coco import load_coco
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided
+from dino_mx.data.medmnist import bundled_pneumoniamnist_path, medmnist_info, medmnist_path
 from dino_mx.data.multicrop import MultiCrop, build_multicrop
-from dino_mx.data.npz import (
-    NpzImageDataset,
-    bundled_pneumoniamnist_path,
-    medmnist_info,
-    medmnist_path,
-)
+from dino_mx.data.npz import NpzImageDataset
 from dino_mx.data.roi import load_roi_npz
 
 # medmnist / npz: MedMNIST layout; imagefolder: class sub-folders; roi_npz / coco: images with

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dino_mx.data.npz import MEDMNIST_SIZES
+from dino_mx.data.medmnist import MEDMNIST_SIZES
 from dino_mx.errors import reports_errors
 
 

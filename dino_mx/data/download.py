@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from dino_mx.data.npz import medmnist_file
+from dino_mx.data.medmnist import medmnist_file
 
 CHUNK = 1 << 20  # bytes read per call; also the progress bar's step
 

@@ -19,15 +19,8 @@ from typing import Any
 import numpy as np
 
 from dino_mx.data.download import file_md5
-from dino_mx.data.npz import (
-    SPLITS,
-    ZIP_ERRORS,
-    medmnist_file,
-    medmnist_info,
-    open_member,
-    open_npz,
-    read_npy_header,
-)
+from dino_mx.data.medmnist import medmnist_file, medmnist_info
+from dino_mx.data.npz import SPLITS, ZIP_ERRORS, open_member, open_npz, read_npy_header
 from dino_mx.data.roi import SPLIT_CODES
 
 _OFFICIAL_NAME = re.compile(r"^([a-z]+mnist)(?:_(\d+))?\.npz$")

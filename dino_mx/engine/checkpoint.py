@@ -53,6 +53,7 @@ from dino_mx.engine.state_io import (
     unflatten_optimizer,
     write_json,
     write_tensors,
+    write_text_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -123,16 +124,6 @@ class CheckpointParts:
     base: BaseLink | None = None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
-
-
 def _write_state(folder: Path, parts: CheckpointParts, acc: Accelerator, tensors: dict) -> None:
     """Every process writes its RNG state; the main process writes the rest."""
     rng, rng_rest = get_rng_state()
@@ -188,12 +179,12 @@ def save_checkpoint(
     _write_state(tmp, parts, accelerator, tensors)
     accelerator.wait_for_everyone()  # every file written and fsynced
     if accelerator.is_main_process:
-        _write_atomic(tmp / "config.yaml", config_yaml)  # also fsyncs the folder
+        write_text_atomic(tmp / "config.yaml", config_yaml)  # also fsyncs the folder
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_path(root)
-        _write_atomic(root / LATEST, final.name)
+        write_text_atomic(root / LATEST, final.name)
         if keep_last > 0:
             for old in list_checkpoints(run_dir)[:-keep_last]:
                 if old != final:

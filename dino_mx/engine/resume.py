@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from dino_mx.engine.checkpoint import latest_checkpoint, refuse_legacy
+from dino_mx.engine.state_io import write_text_atomic
 from dino_mx.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,4 @@ def truncate_history(path: Path, step: int) -> None:
     kept = [line for line in lines if line.strip() and json.loads(line).get("step", -1) < step]
     if len(kept) == len(lines):
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))

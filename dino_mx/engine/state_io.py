@@ -53,6 +53,18 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
     return load_file(str(path))
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a hidden temporary file, fsynced, renamed into
+    place, then the folder fsynced, so a crash leaves the old or the new file, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON (exact floats, ``Infinity``/``NaN`` allowed) and fsync it."""
     with path.open("w") as f:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dino_mx.data.check import check_dataset, check_npz
-from dino_mx.data.npz import NpzImageDataset, bundled_pneumoniamnist_path
+from dino_mx.data.medmnist import bundled_pneumoniamnist_path
+from dino_mx.data.npz import NpzImageDataset
 from tests.conftest import SHARED_DATA
 from tests.data.test_roi import write_roi_npz
 

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 
 from dino_mx.cli import main
 from dino_mx.data import ImageFolderDataset, build_dataset, load_roi_npz
-from dino_mx.data.npz import NpzImageDataset, bundled_pneumoniamnist_path
+from dino_mx.data.medmnist import bundled_pneumoniamnist_path
+from dino_mx.data.npz import NpzImageDataset
 from dino_mx.data.summary import describe_npz
 from dino_mx.engine.trainer import train
 from tests.conftest import make_config
