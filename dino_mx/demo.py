@@ -1,6 +1,6 @@
 """``dino-mx demo``: train DINO on the bundled PneumoniaMNIST, then compare frozen features.
 
-    dino-mx demo                                    # ~15 min on 2 CPU cores, offline
+    dino-mx demo                                    # ~12 min on 2 CPU cores, offline
     dino-mx demo --run runs/demo --steps 300 -- optim.lr=2e-3 augment.brightness=0.4
     python -m dino_mx demo                          # the same
 
