@@ -4,12 +4,14 @@ The YAML files under ``configs/`` hold the values and the tuning advice; these d
 the shape. ``configs/train.yaml`` lists ``train_schema`` first in its defaults, so every group
 option and command-line override is merged into a struct config: an unknown key
 (``optim.lrr=1``) or a value of the wrong type (``optim.lr=abc``) fails and names the key.
-Hydra's ``+key=`` adds keys even to a struct config, so :mod:`dino_mx.validate` checks the
+Hydra's ``+key=`` adds keys even to a struct config, so :mod:`dino_mx.engine.validate` checks the
 composed config against these dataclasses, and the value ranges, before training starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -215,3 +217,24 @@ def config_dir() -> Path:
     if checkout.is_dir():
         return checkout
     raise FileNotFoundError(f"dino-mx configs not found in {packaged} or {checkout}")
+
+
+def schema_fields(path: str) -> list[str] | None:
+    """The keys the schema allows in section ``path`` (``""``: the top level), or None when
+    ``path`` is not a schema section (a free-form value such as ``adapter.targets``)."""
+    cls: Any = TrainConfig
+    for part in [p for p in path.split(".") if p]:
+        hints = typing.get_type_hints(cls)
+        cls = hints.get(part)
+        if not dataclasses.is_dataclass(cls):
+            return None
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def unknown_key_message(full_key: str) -> str:
+    """``unknown key optim.lrr; valid keys of optim: name, lr, ...``."""
+    section = full_key.rpartition(".")[0]
+    valid = schema_fields(section)
+    if valid is None:
+        return f"unknown key {full_key}"
+    return f"unknown key {full_key}; valid keys of {section or 'the config'}: {', '.join(valid)}"

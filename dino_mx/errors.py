@@ -22,6 +22,8 @@ from typing import TypeVar
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
+from dino_mx.config import unknown_key_message
+
 DEBUG_FLAG = "--debug"
 FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra's own switch for full tracebacks; --debug sets it
 USER_ERROR_STATUS = 2
@@ -77,8 +79,6 @@ def _collapse(text: str) -> str:
 
 
 def _omegaconf_line(error: OmegaConfBaseException) -> str:
-    from dino_mx.validate import unknown_key_message
-
     key = error.full_key or error.key
     msg = (error.msg or str(error)).splitlines()[0]  # the rest: full_key, object_type
     if key and isinstance(error, (AttributeError, KeyError)) and "not in" in msg:

@@ -47,12 +47,12 @@ from dino_mx.engine.frozen_base import FrozenBase
 from dino_mx.engine.methods import build_method
 from dino_mx.engine.optim import Schedules, param_groups
 from dino_mx.engine.resume import check_start, truncate_history
+from dino_mx.engine.validate import validate_config
 from dino_mx.eval.monitor import ValMonitor
 from dino_mx.models import build_backbone
 from dino_mx.models.adapters import apply_adapter
 from dino_mx.models.param_report import log_parameters
 from dino_mx.teacher import build_teacher, ema_update
-from dino_mx.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,6 @@ class Trainer:
         if self.acc.is_main_process:
             remove_temporaries(self.run_dir)  # left by an interrupted save
         if ckpt is None:
-            if self.cfg.trainer.resume:
-                log.warning("trainer.resume=true but %s has no checkpoint: starting", self.run_dir)
             return
         load_checkpoint(self.acc, ckpt, self.parts)
         log.info("resumed from %s at step %d", ckpt, self.state.step)
@@ -242,7 +240,6 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(self.config_yaml)
             truncate_history(self.run_dir / "train_log.jsonl", self.state.step)  # each step once
         self.student.train()
-        batches = _batches(self._loader())
         bar = tqdm(
             total=t.max_steps,
             initial=self.state.step,
@@ -250,6 +247,14 @@ class Trainer:
             dynamic_ncols=True,
             desc="train",
         )
+        try:
+            return self._loop(_batches(self._loader()), bar)
+        finally:  # also when a guard stops the run: close the trackers, leave the process group
+            bar.close()
+            acc.end_training()
+
+    def _loop(self, batches: Iterator[Any], bar: tqdm) -> dict[str, float]:
+        t, acc = self.cfg.trainer, self.acc
         history = self.run_dir / "train_log.jsonl"
         last: dict[str, float] = {}
         while self.state.step < t.max_steps:
@@ -273,19 +278,22 @@ class Trainer:
                     break  # trainer.on_collapse=stop: the collapsed step is never saved
             done = self.state.step == t.max_steps
             if t.eval_every > 0 and (done or self.state.step % t.eval_every == 0):
-                if acc.is_main_process:
-                    knn = self.monitor.knn(self.teacher.backbone, acc.device)
-                    acc.log(knn, step=step)
-                    writer = acc.get_tracker("tensorboard", unwrap=True)
-                    self.monitor.log_images(writer, self.teacher.backbone, step, acc.device)
-                    log.info("step %d: %s", self.state.step, knn)
-                    last |= knn
-                acc.wait_for_everyone()
+                last |= self._periodic_eval(step)
             if done or (t.save_every > 0 and self.state.step % t.save_every == 0):
                 save_checkpoint(acc, self.run_dir, self.parts, self.config_yaml, t.keep_last)
-        bar.close()
-        acc.end_training()
         return last
+
+    def _periodic_eval(self, step: int) -> dict[str, float]:
+        """``trainer.eval_every``: the teacher's k-NN on val and its TensorBoard images."""
+        acc, knn = self.acc, {}
+        if acc.is_main_process:
+            knn = self.monitor.knn(self.teacher.backbone, acc.device)
+            acc.log(knn, step=step)
+            writer = acc.get_tracker("tensorboard", unwrap=True)
+            self.monitor.log_images(writer, self.teacher.backbone, step, acc.device)
+            log.info("step %d: %s", self.state.step, knn)
+        acc.wait_for_everyone()
+        return knn
 
 
 def make_accelerator(cfg: DictConfig, run_dir: Path) -> Accelerator:

@@ -9,15 +9,13 @@ crop-scale ranges, a finite positive learning rate. Each problem is reported as
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dino_mx.config import TrainConfig
+from dino_mx.config import schema_fields, unknown_key_message
 from dino_mx.data.bad_image import ON_BAD_IMAGE
 from dino_mx.engine.collapse import ON_COLLAPSE
 from dino_mx.errors import UserError
@@ -104,27 +102,6 @@ PAIR_RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
     ),
     (("augment.roi_scale",), _pair(lambda lo, hi: 0 < lo <= hi), "[lo, hi] with 0 < lo <= hi"),
 ]
-
-
-def schema_fields(path: str) -> list[str] | None:
-    """The keys the schema allows in section ``path`` (``""``: the top level), or None when
-    ``path`` is not a schema section (a free-form value such as ``adapter.targets``)."""
-    cls: Any = TrainConfig
-    for part in [p for p in path.split(".") if p]:
-        hints = typing.get_type_hints(cls)
-        cls = hints.get(part)
-        if not dataclasses.is_dataclass(cls):
-            return None
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def unknown_key_message(full_key: str) -> str:
-    """``unknown key optim.lrr; valid keys of optim: name, lr, ...``."""
-    section = full_key.rpartition(".")[0]
-    valid = schema_fields(section)
-    if valid is None:
-        return f"unknown key {full_key}"
-    return f"unknown key {full_key}; valid keys of {section or 'the config'}: {', '.join(valid)}"
 
 
 def unknown_keys(cfg: DictConfig, path: str = "") -> Iterator[str]:
