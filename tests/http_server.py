@@ -95,7 +95,7 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: state.stall_after])
                 self.wfile.flush()
                 state.stall_after = None
-                time.sleep(1.0)  # longer than the client's timeout
+                time.sleep(3.0)  # far longer than the client's read timeout
                 return
             if state.cut_after is not None and start == 0:
                 self.wfile.write(body[: state.cut_after])

@@ -74,7 +74,7 @@ def test_stalled_transfer_times_out_and_keeps_part(tmp_path: Path, file_server: 
     dest = tmp_path / "breastmnist.npz"
     file_server.stall_after = 300
     with pytest.raises(DownloadError, match="cut after 300 bytes"):
-        download_file(file_server.url, dest, file_server.md5, timeout=0.3, progress=False)
+        download_file(file_server.url, dest, file_server.md5, timeout=1.0, progress=False)
     assert (tmp_path / "breastmnist.npz.part").stat().st_size == 300
     assert download_file(file_server.url, dest, file_server.md5, timeout=TIMEOUT, progress=False)
     assert file_server.ranges == [None, "bytes=300-"] and dest.read_bytes() == file_server.payload
