@@ -11,7 +11,6 @@ checkpoint did not reach, so each step is logged once.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from dino_mx.engine.checkpoint import latest_checkpoint, refuse_legacy
 from dino_mx.engine.state_io import write_text_atomic
 from dino_mx.errors import UserError
-
-log = logging.getLogger(__name__)
 
 # Keys that may differ between a checkpoint's config and the config resuming it; every other key
 # must match. Allowed: how long to train and how often to log, save and evaluate (the trainer
@@ -84,8 +81,6 @@ def check_start(cfg: DictConfig, run_dir: Path) -> Path | None:
     """
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
-        if cfg.trainer.resume:
-            log.warning("trainer.resume=true but %s has no checkpoint: starting", run_dir)
         return None
     if not cfg.trainer.resume:
         raise FileExistsError(

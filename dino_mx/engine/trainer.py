@@ -171,6 +171,8 @@ class Trainer:
         if self.acc.is_main_process:
             remove_temporaries(self.run_dir)  # left by an interrupted save
         if ckpt is None:
+            if self.cfg.trainer.resume:
+                log.warning("trainer.resume=true but %s has no checkpoint: starting", self.run_dir)
             return
         load_checkpoint(self.acc, ckpt, self.parts)
         log.info("resumed from %s at step %d", ckpt, self.state.step)

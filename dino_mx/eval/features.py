@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from dino_mx.data import ConvertChannels, build_dataset, resolve_data_path
+from dino_mx.data.channels import LUMA, per_channel
 from dino_mx.engine.checkpoint import (
     CHECKPOINTS,
     COMPONENTS,
@@ -120,28 +121,18 @@ class PixelBackbone(nn.Module):
         return flat, flat[:, None]  # (B, D), (B, 1, D)
 
 
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as ConvertChannels
-
-
 def channel_stats(
     mean: Sequence[float], std: Sequence[float], channels: int
 ) -> tuple[list[float], list[float]]:
-    """Per-channel ``mean``/``std`` for ``channels`` inputs: one value is repeated; RGB
-    statistics of data converted to grey become their luma combination (exact for the mean,
-    an upper bound for the std, tight as RGB channels are strongly correlated)."""
-    mean, std = list(mean), list(std)
-    if len(mean) != len(std):
-        raise ValueError(f"data.mean and data.std differ in length: {mean} / {std}")
-    if len(mean) == 1:
-        return mean * channels, std * channels
-    if len(mean) == 3 and channels == 1:
+    """Per-channel ``mean``/``std`` for ``channels`` inputs (``data.channels.per_channel``),
+    except that RGB statistics of data converted to grey become their luma combination (exact
+    for the mean, an upper bound for the std, tight as RGB channels are strongly correlated)."""
+    if len(mean) == len(std) == 3 and channels == 1:
         return (
             [sum(w * m for w, m in zip(LUMA, mean, strict=True))],
             [sum(w * s for w, s in zip(LUMA, std, strict=True))],
         )
-    if len(mean) != channels:
-        raise ValueError(f"data.mean/std have {len(mean)} values for {channels}-channel images")
-    return mean, std
+    return per_channel(mean, std, channels)
 
 
 def eval_transform(
