@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return export_main(rest)
     if command == "visualize":
-        from dino_mx.eval.visualize import main as visualize_main
+        from dino_mx.eval.cli import visualize_main
 
         return visualize_main(rest)
     if command == "demo":

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -71,24 +72,29 @@ def train_run(run: Path, steps: int | None, overrides: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def scores(tokens: str, **network: object) -> dict[str, float]:
+def scores(tokens: str, cache_dir: Path | None = None, **network: Any) -> dict[str, float]:
     """k-NN (k = 20) and linear-probe accuracy on val and test for one network.
 
     Args:
         tokens: ``cls`` or ``cls+mean``.
-        **network: What names the network, as for :func:`dino_mx.eval.cli.evaluate_knn`
-            (``ckpt`` + ``which``, ``model`` + ``overrides``, or ``baseline``; ``cache_dir``).
+        cache_dir: Feature cache folder (default for a checkpoint: the run's).
+        **network: What names the network: the fields of
+            :class:`~dino_mx.eval.network.NetworkSpec` (``ckpt`` + ``which``, ``model`` +
+            ``overrides``, or ``baseline``).
 
     Returns:
         ``{knn_val, knn_test, linear_val, linear_test}`` accuracies.
     """
     from dino_mx.eval.cli import evaluate_knn, evaluate_linear
+    from dino_mx.eval.network import NetworkSpec
 
-    row = {}
+    spec, row = NetworkSpec(**network), {}
     for split in ("val", "test"):
-        knn = evaluate_knn(**network, tokens=tokens, split=split, ks=(10, K, 100, 200))
+        knn = evaluate_knn(
+            spec, tokens=tokens, split=split, ks=(10, K, 100, 200), cache_dir=cache_dir
+        )
         row[f"knn_{split}"] = knn["metrics"][str(K)]["accuracy"]
-    linear = evaluate_linear(**network, tokens=tokens)
+    linear = evaluate_linear(spec, tokens=tokens, cache_dir=cache_dir)
     row["linear_val"], row["linear_test"] = linear["val"]["accuracy"], linear["test"]["accuracy"]
     return row
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -78,11 +79,18 @@ def _collapse(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+# OmegaConf's refusal of a value outside a closed choice (an enum field of dino_mx.config).
+_NOT_A_CHOICE = re.compile(r"Invalid value '(.*)', expected one of \[(.*)\]")
+
+
 def _omegaconf_line(error: OmegaConfBaseException) -> str:
     key = error.full_key or error.key
     msg = (error.msg or str(error)).splitlines()[0]  # the rest: full_key, object_type
     if key and isinstance(error, (AttributeError, KeyError)) and "not in" in msg:
-        return unknown_key_message(str(key))
+        # object_type: the section's own schema, e.g. LoRAConfig for adapter=lora
+        return unknown_key_message(str(key), getattr(error, "object_type", None))
+    if key and (choice := _NOT_A_CHOICE.fullmatch(msg)):
+        return f"{key}={choice[1]}: valid choices: {choice[2]}"
     return f"{key}: {_collapse(msg)}" if key else _collapse(msg)
 
 

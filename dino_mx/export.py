@@ -23,12 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from dino_mx.engine.checkpoint import resolve_checkpoint
+from dino_mx.checkpoint import WHICH, load_backbone_from_checkpoint, resolve_checkpoint, run_dir_of
 from dino_mx.errors import reports_errors
-from dino_mx.eval.features import WHICH, load_backbone_from_checkpoint, run_dir_of
 from dino_mx.model_card import DEFAULT_LICENSE, write_model_card
+from dino_mx.models.adapters import build_adapter
 
 log = logging.getLogger(__name__)
 INFO_FILE = "dino_mx_export.json"
@@ -61,7 +59,7 @@ def export_checkpoint(
         "which": which,
         "step": step,
         "model": cfg.model.name,
-        "adapter": OmegaConf.to_container(cfg.adapter) if "adapter" in cfg else {"name": "full"},
+        "adapter": build_adapter(cfg.get("adapter")).as_config(),
         "data": {"name": cfg.data.name, "mean": list(cfg.data.mean), "std": list(cfg.data.std)},
         "image_size": int(cfg.augment.global_size),
     }

@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
+from dino_mx.models.adapters import build_adapter
+
 CARD_FILE = "README.md"
 TAGS = ("dino-mx", "dino", "self-supervised", "medical-imaging", "vision-transformer")
 DEFAULT_LICENSE = "apache-2.0"  # dino-mx's; a base model's own licence may differ
@@ -64,18 +66,6 @@ def hub_base_model(pretrained: str | None) -> str | None:
     return pretrained if _HUB_ID.match(pretrained) else None
 
 
-def _adapter_text(adapter: dict[str, Any]) -> str:
-    name = adapter.get("name", "full")
-    if name == "lora":
-        return (
-            f"lora (r {adapter['r']}, alpha {adapter['alpha']}, targets {adapter['targets']}; "
-            "merged into the weights)"
-        )
-    if name == "freeze":
-        return f"freeze (embeddings + first {adapter['num_layers']} blocks frozen)"
-    return str(name)
-
-
 def card_facts(
     cfg: DictConfig,
     info: dict[str, Any],
@@ -109,7 +99,7 @@ def card_facts(
         data_format=str(data.format),
         data_size=int(data.size),
         method=str(cfg.method.name),
-        adapter=_adapter_text(info.get("adapter", {"name": "full"})),
+        adapter=build_adapter(info.get("adapter")).describe(),
         max_steps=int(cfg.trainer.max_steps),
         batch_size=int(cfg.trainer.batch_size) * int(cfg.trainer.get("grad_accum", 1)),
         image_size=int(cfg.augment.global_size),
@@ -198,14 +188,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def render_model_card(facts: CardFacts, evals: dict[str, dict[str, Any]]) -> str:
-    """The whole ``README.md``: front matter and body."""
-    meta = yaml.safe_dump(front_matter(facts), sort_keys=False)
-    base = facts.pretrained or f"none (random init of the `{facts.model}` preset)"
-    data = facts.data_name
-    if facts.data_flag and facts.data_flag != facts.data_name:
-        data += f" (MedMNIST flag `{facts.data_flag}`)"
-    n_train = next(  # from an evaluation on the training data, not on another dataset
+def _training_images(facts: CardFacts, evals: dict[str, dict[str, Any]]) -> str:
+    """How many images trained the network, as the card says it. The run's config does not
+    record the count: it comes from an evaluation on the training data (not on another
+    dataset), else the card just says "images"."""
+    n_train = next(
         (
             r["n_train"]
             for r in evals.values()
@@ -213,13 +200,18 @@ def render_model_card(facts: CardFacts, evals: dict[str, dict[str, Any]]) -> str
         ),
         None,
     )
-    images = f"{n_train} training images" if n_train is not None else "images"
+    return f"{n_train} training images" if n_train is not None else "images"
+
+
+def training_lines(facts: CardFacts, evals: dict[str, dict[str, Any]]) -> list[str]:
+    """The card's "Training" section: base model, data, method, steps, crops, normalisation
+    and, for a distilled run, its teacher; what a reader needs to reuse the features."""
+    base = facts.pretrained or f"none (random init of the `{facts.model}` preset)"
+    data = facts.data_name
+    if facts.data_flag and facts.data_flag != facts.data_name:
+        data += f" (MedMNIST flag `{facts.data_flag}`)"
+    images = _training_images(facts, evals)
     channels = _plural(facts.num_channels, "channel")
-    backbone = (
-        f"A `transformers` {facts.model_type} backbone ({_plural(facts.depth, 'block')}, "
-        f"width {facts.hidden_size}, patch {facts.patch_size}, {channels}) trained with "
-        "DINO-family self-supervision by dino-mx."
-    )
     training = [
         f"- Base model: {base}",
         f"- Data: {data}, {facts.data_format} format, {images} of {facts.data_size} px, "
@@ -232,6 +224,19 @@ def render_model_card(facts: CardFacts, evals: dict[str, dict[str, Any]]) -> str
     ]
     if facts.distill_model:
         training.append(f"- Distilled from: {facts.distill_model}")
+    return training
+
+
+def render_model_card(facts: CardFacts, evals: dict[str, dict[str, Any]]) -> str:
+    """The whole ``README.md``: front matter and body."""
+    meta = yaml.safe_dump(front_matter(facts), sort_keys=False)
+    backbone = (
+        f"A `transformers` {facts.model_type} backbone ({_plural(facts.depth, 'block')}, "
+        f"width {facts.hidden_size}, patch {facts.patch_size}, "
+        f"{_plural(facts.num_channels, 'channel')}) trained with DINO-family self-supervision "
+        "by dino-mx."
+    )
+    training = training_lines(facts, evals)
     shape = f"(B, {facts.num_channels}, {facts.image_size}, {facts.image_size})"
     return f"""---
 {meta}---

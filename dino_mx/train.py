@@ -54,11 +54,18 @@ def shared_run_dir(output_dir: str) -> Path:
 _failures: list[Exception] = []  # what hydra_main raised, for main() to report
 
 
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Run (or resume) the DINO training ``cfg`` describes in ``run_dir``, with its periodic
+    evaluation (``trainer.eval_every``); returns the last logged scalars."""
+    from dino_mx.engine.run import run
+    from dino_mx.eval.monitor import build_monitor
+
+    return run(cfg, run_dir, build_monitor)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra's entry: ``cfg`` composed from ``configs/train.yaml`` and the overrides."""
-    from dino_mx.engine.trainer import train
-
     run_dir = shared_run_dir(cfg.paths.output_dir)
     cfg.paths.output_dir = str(run_dir)
     try:

@@ -6,12 +6,18 @@
         --local-size 16 --patch-size 8 --batch-size 2 --out-dim 256 --steps 2 --warmup 1  # tiny
 
 For each mode — full, LoRA r in {2, 4, 8, 16} (query+value), freeze N in {3, 6} — a fresh
-subprocess builds the random-init backbone with the adapter, the DINO head and the EMA teacher
-(sharing frozen weights, as the trainer does), and times complete DINO training steps on random
-crops: teacher forward on the global crops, student forward on all, loss, backward, clipping,
-AdamW step, EMA update. It reports the median step time after ``--warmup`` steps and the peak
-memory: ``torch.cuda.max_memory_allocated`` on a GPU, the process's peak RSS on a CPU (a fresh
-process per mode, so one mode's memory cannot hide another's).
+subprocess composes the training config from ``configs/`` as ``dino-mx train`` does (the flags
+become overrides: ``model.*``, ``augment.*``, ``method.head.*``, ``trainer.batch_size``,
+``trainer.precision``, ``adapter=...``, with ``data.channels=3`` for RGB crops), builds the
+trainer's parts with :func:`dino_mx.engine.build.build_parts` (random-init backbone with the
+adapter, the method's heads and objective, AdamW, the EMA teacher sharing frozen weights) and
+times the trainer's own step, :meth:`dino_mx.engine.trainer.Trainer.step`, on one fixed batch of
+random crops: the Learner forward (teacher on the global crops, student on all, the objective),
+backward, clipping, optimiser step, EMA update. Nothing of the step is re-implemented here, so
+the benchmark follows the trainer. The data loader is left out: the step is timed, not the
+augmentation. It reports the median step time after ``--warmup`` steps and the peak memory:
+``torch.cuda.max_memory_allocated`` on a GPU, the process's peak RSS on a CPU (a fresh process
+per mode, so one mode's memory cannot hide another's).
 
 On a CPU, glibc's malloc keeps freed heap memory for reuse and raises its mmap threshold to
 32 MiB as tensors come and go, so the peak RSS of the timing run is the allocator's high-water
@@ -20,10 +26,11 @@ a second fresh process per mode (1 warm-up + 1 step) with ``MALLOC_MMAP_THRESHOL
 1 MiB: every tensor above 1 MiB is then its own mapping, returned to the system when freed, and
 the peak RSS follows the live tensors, as CUDA's max allocated does on a GPU (mmap per tensor
 slows steps, hence the separate pass). The table gives that peak ("peak"), the part above the
-~0.9 GB of Python, torch and transformers held before the model was built ("training"), and the
-timing run's peak RSS under the default allocator ("default malloc"). Prints a table of ratios
-to full and writes ``--json``. A benchmark, not a test: numbers depend on the machine and its
-load.
+memory of Python, torch, transformers, Hydra and Accelerate held before the parts were built
+("training": it also holds what building imports and loads, ~0.1 GB with the bundled images,
+the same for every mode), and the timing run's peak RSS under the default allocator ("default
+malloc"). Prints a table of ratios to full and writes ``--json``. A benchmark, not a test:
+numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -36,33 +43,76 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from accelerate.utils import set_seed
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from torch import Tensor
 
-from dino_mx.config import AdapterConfig
-from dino_mx.engine.trainer import param_groups
-from dino_mx.losses import DINOLoss
-from dino_mx.models import Backbone, DINOHead, MultiCropModel, random_init_model
-from dino_mx.models.adapters import apply_adapter
-from dino_mx.teacher import build_teacher, ema_update
+from dino_mx.config import config_dir, register_schemas
+from dino_mx.engine.build import LoopConfig, build_parts
+from dino_mx.engine.run import make_accelerator
+from dino_mx.engine.trainer import Trainer
+from dino_mx.engine.validate import validate_config
 
 MMAP_KEY = "MALLOC_MMAP_THRESHOLD_"
 MEMORY_ENV = {MMAP_KEY: str(2**20)}  # glibc: tensors above 1 MiB get their own mapping
 MODES = ("full", "lora2", "lora4", "lora8", "lora16", "freeze3", "freeze6")
 
 
-def adapter_config(mode: str) -> AdapterConfig:
-    """``full``, ``lora<r>`` (alpha = 2r) or ``freeze<N>`` as an adapter config."""
+def adapter_overrides(mode: str) -> list[str]:
+    """``full``, ``lora<r>`` (alpha = 2r, query+value) or ``freeze<N>`` as Hydra overrides."""
     if mode == "full":
-        return AdapterConfig(name="full")
+        return ["adapter=full"]
     if mode.startswith("lora"):
         r = int(mode.removeprefix("lora"))
-        return AdapterConfig(name="lora", r=r, alpha=2.0 * r, targets="attention")
+        return [
+            "adapter=lora",
+            f"adapter.r={r}",
+            f"adapter.alpha={2 * r}",
+            "adapter.targets=attention",
+        ]
     if mode.startswith("freeze"):
-        return AdapterConfig(name="freeze", num_layers=int(mode.removeprefix("freeze")))
+        return ["adapter=freeze", f"adapter.num_layers={int(mode.removeprefix('freeze'))}"]
     raise ValueError(f"unknown mode '{mode}': full, lora<r> or freeze<N>")
+
+
+def compose_config(mode: str, args: argparse.Namespace, run_dir: Path) -> DictConfig:
+    """The training config of one mode, composed as ``dino-mx train OVERRIDES`` would."""
+    register_schemas()
+    overrides = [
+        f"model.arch={args.arch}",
+        f"model.hidden_size={args.hidden_size}",
+        f"model.depth={args.depth}",
+        f"model.num_heads={args.num_heads}",
+        f"model.patch_size={args.patch_size}",
+        f"model.image_size={args.image_size}",
+        f"augment.global_size={args.image_size}",
+        f"augment.local_size={args.local_size}",
+        f"augment.n_local={args.n_local}",
+        f"method.head.out_dim={args.out_dim}",
+        f"method.head.hidden_dim={args.head_hidden}",
+        f"method.head.bottleneck_dim={args.bottleneck}",
+        *adapter_overrides(mode),
+        "data.channels=3",  # RGB crops, as Table 10 (the bundled X-rays are grey)
+        "data.num_workers=0",
+        f"trainer.batch_size={args.batch_size}",
+        f"trainer.precision={args.precision}",
+        "trainer.progress=false",
+        "trainer.eval_every=0",
+        "trainer.save_every=0",
+        # Every timed step is step 0: without this the heads' last layers would get no update,
+        # as only in the first 1 % of a run.
+        "optim.freeze_last_layer_ratio=0",
+        f"paths.output_dir={run_dir}",
+    ]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=overrides)
 
 
 def _rss_bytes() -> int:
@@ -70,61 +120,53 @@ def _rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
 
 
+def _same_batch(crops: list[Tensor]) -> Iterator[list[Tensor]]:
+    """The collated batch the loader would yield, the same one endlessly."""
+    while True:
+        yield crops
+
+
 def run_mode(mode: str, args: argparse.Namespace) -> dict:
-    """Build one mode and time its training steps (call in a fresh process)."""
-    torch.manual_seed(0)
+    """Build one mode and time the trainer's steps (call in a fresh process)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    runtime = 0 if device.type == "cuda" else _rss_bytes()  # Python + torch + transformers
-    model = random_init_model(
-        args.arch,
-        num_channels=3,
-        image_size=args.image_size,
-        patch_size=args.patch_size,
-        hidden_size=args.hidden_size,
-        depth=args.depth,
-        num_heads=args.num_heads,
-    )
-    backbone = Backbone(model)
-    for name, p in backbone.named_parameters():
-        if name.endswith("mask_token"):  # as the trainer: DINOv1 never masks
-            p.requires_grad_(False)
-    apply_adapter(backbone, adapter_config(mode))
-    head = DINOHead(backbone.embed_dim, args.out_dim, args.head_hidden, args.bottleneck)
-    student = MultiCropModel(backbone, head).to(device).train()
-    teacher = build_teacher(student, share_frozen=True)
-    loss_fn = DINOLoss(args.out_dim).to(device)
-    optimizer = torch.optim.AdamW(param_groups(student), lr=1e-4, weight_decay=0.04)
-    g, loc, b = args.image_size, args.local_size, args.batch_size
-    crops = [torch.randn(b, 3, g, g, device=device) for _ in range(2)]
-    crops += [torch.randn(b, 3, loc, loc, device=device) for _ in range(args.n_local)]
-    use_bf16 = args.precision == "bf16"
+    with tempfile.TemporaryDirectory(prefix="bench_adapters_") as tmp:
+        run_dir = Path(tmp)
+        cfg = compose_config(mode, args, run_dir)
+        validate_config(cfg)
+        set_seed(cfg.trainer.seed)
+        acc = make_accelerator(cfg, run_dir)
+        device = acc.device
+        if device.type != args.device:
+            raise RuntimeError(f"--device {args.device}, but Accelerate chose {device}")
+        runtime = 0 if device.type == "cuda" else _rss_bytes()  # Python, torch, Hydra, ...
+        parts = build_parts(cfg, run_dir, acc)
+        trainer = Trainer(parts, LoopConfig.from_config(cfg), acc, run_dir)
+        trainer.learner.train()  # as Trainer.fit
+        b, g, loc = args.batch_size, args.image_size, args.local_size
+        c = parts.dataset.channels  # type: ignore[attr-defined]
+        crops = [torch.randn(b, c, g, g, device=device) for _ in range(2)]
+        crops += [torch.randn(b, c, loc, loc, device=device) for _ in range(args.n_local)]
+        batches, hp = _same_batch(crops), parts.schedules.at(0)
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            with torch.no_grad():
-                teacher_out = teacher(crops[:2])
-            loss = loss_fn(student(crops), teacher_out, 0.04)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 3.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema_update(teacher, student, 0.996)
+        def step() -> None:
+            trainer.step(batches, hp, monitor=False)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        for _ in range(args.warmup):
+            step()
+        times = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
         if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+            peak = torch.cuda.max_memory_allocated(device)
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        student = trainer.student
+        acc.end_training()  # close the TensorBoard writer before its folder goes
     return {
         "mode": mode,
         "total_params": sum(p.numel() for p in student.parameters()),
@@ -138,15 +180,17 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     }
 
 
-def measure(modes: list[str], argv: list[str], memory_pass: bool) -> list[dict]:
-    """Run every mode in its own subprocess, one after the other; with ``memory_pass`` (CPU),
-    memory comes from a second subprocess where RSS follows the live tensors (module docstring).
+def measure(modes: list[str], argv: list[str], device: str) -> list[dict]:
+    """Run every mode in its own subprocess, one after the other; on a CPU, memory comes from a
+    second subprocess where RSS follows the live tensors (module docstring).
     """
+    # Accelerate picks the device itself: a CPU run on a GPU machine must not see the GPU.
+    env = {"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}
     results = []
     for mode in modes:
-        result = _worker(mode, argv)
-        if memory_pass:
-            memory = _worker(mode, [*argv, "--warmup", "1", "--steps", "1"], MEMORY_ENV)
+        result = _worker(mode, argv, env)
+        if device == "cpu":
+            memory = _worker(mode, [*argv, "--warmup", "1", "--steps", "1"], env | MEMORY_ENV)
             result["peak_bytes_default_malloc"] = result["peak_bytes"]
             result.update({k: memory[k] for k in ("peak_bytes", "runtime_bytes", "train_bytes")})
             result["memory"] = f"peak_rss with {MMAP_KEY}={MEMORY_ENV[MMAP_KEY]}"
@@ -211,13 +255,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps (allocator, AdamW state)")
     p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0: default")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    p.add_argument("--device", choices=("cpu", "cuda"), default=default_device)
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="GPU: bf16")
     p.add_argument("--json", default="runs/bench_adapters.json", help="results file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.precision is None:
-        args.precision = "bf16" if args.device.startswith("cuda") else "fp32"
+        args.precision = "bf16" if args.device == "cuda" else "fp32"
     return args
 
 
@@ -235,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {args.batch_size} x (2 x {args.image_size} px + {args.n_local} x "
         f"{args.local_size} px), head {args.out_dim}, {args.device} {args.precision}"
     )
-    results = measure(modes, argv, memory_pass=not args.device.startswith("cuda"))
+    results = measure(modes, argv, args.device)
     print(table(results))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

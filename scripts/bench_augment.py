@@ -19,13 +19,13 @@ import time
 
 import torch
 
-from dino_mx.data import BatchMultiCrop, MultiCrop
+from dino_mx.data import BatchMultiCrop, CropRecipe, MultiCrop
 
 PRESETS = {
     "bloodcells_cpu": dict(
         saturation=0.2, hue=0.0, grayscale=0.2, solarize=0.0, blur=(0.5, 0.1, 0.2)
     ),
-    "dino": dict(),  # MultiCrop's defaults: DINO's augmentations
+    "dino": dict(),  # CropRecipe's defaults: DINO's augmentations
 }
 
 
@@ -71,8 +71,8 @@ def main() -> None:
     print(f"{args.batch_size} images of {args.size} px, 2 + {args.n_local} crops, ms per image")
     print(f"{'preset':15} {'per_sample (cpu)':>17} {f'batched ({args.device})':>17}")
     for name, preset in PRESETS.items():
-        per_sample = MultiCrop(3, [0.5], [0.25], **common, **preset)
-        batched = BatchMultiCrop(3, [0.5], [0.25], **common, **preset).to(args.device)
+        per_sample = MultiCrop(3, [0.5], [0.25], CropRecipe(**common, **preset))
+        batched = BatchMultiCrop(3, [0.5], [0.25], CropRecipe(**common, **preset)).to(args.device)
         a = per_image_ms(per_sample, images, args.repeats, batched=False)
         b = per_image_ms(batched, images.to(args.device), args.repeats, batched=True)
         print(f"{name:15} {a:17.2f} {b:17.2f}")

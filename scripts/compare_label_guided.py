@@ -26,8 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dino_mx.engine.checkpoint import latest_checkpoint
+from dino_mx.checkpoint import latest_checkpoint
 from dino_mx.eval.localize import evaluate_localize
+from dino_mx.eval.network import NetworkSpec
 from dino_mx.eval.visualize import visualize
 
 SCORES = ("precision", "recall", "pointing", "box_fraction")
@@ -78,11 +79,12 @@ def run_one(args: argparse.Namespace, augment: str, seed: int) -> dict:
         command += ["trainer.resume=true"] if done else []
         print("$ dino-mx", " ".join(command[3:]), flush=True)
         subprocess.run(command, check=True)
+    spec = NetworkSpec(ckpt=run)
     result = evaluate_localize(
-        run, roi_class=args.roi_class, keep=args.keep, image_size=args.image_size
+        spec, roi_class=args.roi_class, keep=args.keep, image_size=args.image_size
     )
     for kind in ("attention", "pca"):
-        visualize(kind, run, n=args.n, keep=args.keep, roi_class=args.roi_class)
+        visualize(kind, spec, n=args.n, keep=args.keep, roi_class=args.roi_class)
     return {"augment": augment, "seed": seed, "run": str(run), **result["metrics"]}
 
 

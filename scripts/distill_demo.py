@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from dino_mx.eval.cli import evaluate_knn, evaluate_linear
+from dino_mx.eval.network import NetworkSpec
 
 K = 20
 
@@ -42,11 +43,11 @@ def dino_mx(*args: str) -> float:
 
 def scores(**network: str) -> dict[str, float]:
     """k-NN (k=20) on val and test and linear-probe accuracy on PneumoniaMNIST."""
-    row = {}
+    spec, row = NetworkSpec(**network, data="pneumoniamnist"), {}
     for split in ("val", "test"):
-        knn = evaluate_knn(**network, data="pneumoniamnist", split=split, ks=(K,))
+        knn = evaluate_knn(spec, split=split, ks=(K,))
         row[f"knn_{split}"] = knn["metrics"][str(K)]["accuracy"]
-    linear = evaluate_linear(**network, data="pneumoniamnist")
+    linear = evaluate_linear(spec)
     row["linear_val"], row["linear_test"] = linear["val"]["accuracy"], linear["test"]["accuracy"]
     return row
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from dino_mx.eval.cli import evaluate_knn
+from dino_mx.eval.network import NetworkSpec
 
 K = 20
 
@@ -36,7 +37,8 @@ def dino_mx(*args: str) -> None:
 
 def knn_test(**network: str) -> float:
     """k-NN accuracy on the PneumoniaMNIST test split, train split as memory bank."""
-    result = evaluate_knn(**network, data="pneumoniamnist", split="test", ks=(K,))
+    spec = NetworkSpec(**network, data="pneumoniamnist")
+    result = evaluate_knn(spec, split="test", ks=(K,))
     return result["metrics"][str(K)]["accuracy"]
 
 

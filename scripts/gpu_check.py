@@ -46,7 +46,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dino_mx.config import config_dir, register_schemas
-from dino_mx.engine.trainer import Trainer, make_accelerator
+from dino_mx.engine.build import LoopConfig, build_parts
+from dino_mx.engine.resume import check_start
+from dino_mx.engine.run import make_accelerator
+from dino_mx.engine.schedules import StepHParams
+from dino_mx.engine.trainer import Trainer
 from dino_mx.engine.validate import validate_config
 
 # ViT-S/16 at 224 px, random init, DINO multi-crop sizes (2 x 224 + n_local x 96).
@@ -91,18 +95,18 @@ class TimedTrainer(Trainer):
         self.timed: TimedLoader | None = None
         self.peak_bytes = 0  # the largest max_memory_allocated of any process
 
-    def _loader(self) -> Any:
-        self.timed = TimedLoader(super()._loader())
+    def loader(self) -> Any:
+        self.timed = TimedLoader(super().loader())
         return self.timed
 
-    def _step(self, batches: Iterator[Any], hp: dict[str, float], monitor: bool) -> dict:
+    def step(self, batches: Iterator[Any], hp: StepHParams, monitor: bool) -> dict:
         assert self.timed is not None
         torch.cuda.synchronize()
         wait, start = self.timed.wait, time.perf_counter()
-        out = super()._step(batches, hp, monitor)
+        out = super().step(batches, hp, monitor)
         torch.cuda.synchronize()
         self.steps.append((time.perf_counter() - start, self.timed.wait - wait))
-        if self.state.step == self.cfg.trainer.max_steps - 1:
+        if self.state.step == self.loop.max_steps - 1:
             # Gathered in the last step: fit() leaves the process group when the loop ends.
             peak = torch.tensor([torch.cuda.max_memory_allocated()], device=self.acc.device)
             self.peak_bytes = int(self.acc.gather(peak).max())
@@ -162,7 +166,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict:
     set_seed(cfg.trainer.seed)
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = TimedTrainer(cfg, run_dir, make_accelerator(cfg, run_dir))
+    acc = make_accelerator(cfg, run_dir)
+    parts, loop = build_parts(cfg, run_dir, acc), LoopConfig.from_config(cfg)
+    trainer = TimedTrainer(parts, loop, acc, run_dir, resume_from=check_start(cfg, run_dir))
     trainer.fit()
     return summarise(trainer, args, cfg)
 

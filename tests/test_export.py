@@ -13,11 +13,13 @@ from accelerate.utils import set_seed
 from transformers import AutoModel
 
 from dino_mx.cli import main as cli_main
-from dino_mx.engine.trainer import Trainer, make_accelerator, train
+from dino_mx.engine.run import build_trainer, make_accelerator
+from dino_mx.engine.trainer import Trainer
 from dino_mx.export import INFO_FILE, export_checkpoint
 from dino_mx.model_card import card_facts, render_model_card
 from dino_mx.models import Backbone, random_init_model
 from dino_mx.models.lora import inject_lora, merge_lora
+from dino_mx.train import train
 from tests.conftest import make_config
 
 LORA = ["adapter=lora", "adapter.r=4", "adapter.alpha=8", "adapter.targets=all_linear"]
@@ -38,7 +40,7 @@ def lora_trainer(tmp_path_factory: pytest.TempPathFactory) -> Trainer:
     )
     set_seed(cfg.trainer.seed)
     run.mkdir(parents=True)
-    trainer = Trainer(cfg, run, make_accelerator(cfg, run))
+    trainer = build_trainer(cfg, run, make_accelerator(cfg, run))
     trainer.fit()
     return trainer
 

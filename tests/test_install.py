@@ -5,9 +5,12 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_install_trains_smoke_from_another_directory(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

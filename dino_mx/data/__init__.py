@@ -11,6 +11,7 @@ from dino_mx.data.build import (
     resolve_data_path,
 )
 from dino_mx.data.coco import load_coco
+from dino_mx.data.crop_recipe import CropRecipe
 from dino_mx.data.download import DownloadError, download_file, download_medmnist
 from dino_mx.data.imagefolder import ImageFolderDataset
 from dino_mx.data.label_guided import LabelGuidedCrop, build_label_guided, roi_crop_box
@@ -33,6 +34,7 @@ __all__ = [
     "BatchMultiCrop",
     "BlockMaskGenerator",
     "ConvertChannels",
+    "CropRecipe",
     "DownloadError",
     "ImageFolderDataset",
     "InfiniteSampler",

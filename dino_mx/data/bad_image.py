@@ -24,9 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from dino_mx.config import OnBadImage
+
 log = logging.getLogger(__name__)
 
-ON_BAD_IMAGE = ("raise", "skip")
+ON_BAD_IMAGE = tuple(OnBadImage)  # the schema's choices: raise, skip
 
 T = TypeVar("T")
 

@@ -25,83 +25,26 @@ import torch
 from torch import Tensor, nn
 
 from dino_mx.config import AugmentConfig
-from dino_mx.data.multicrop import blur_kernel, check_multicrop_arguments, multicrop_arguments
+from dino_mx.data.crop_recipe import CropRecipe, MultiCropBackend, View, ViewSpec, blur_kernel
 
 
-class BatchMultiCrop(nn.Module):
+class BatchMultiCrop(MultiCropBackend, nn.Module):
     """uint8 batch ``(B, C, H, W)`` -> ``[global_1, global_2, local_1, ..., local_n]``.
 
-    Takes the arguments of :class:`~dino_mx.data.MultiCrop` (same meaning and defaults), so the
-    ``augment`` config drives either. Every image of the batch gets its own crop, flip and
-    colour parameters; under ``torch.manual_seed`` the output is a function of the seed.
+    Takes the arguments of :class:`~dino_mx.data.MultiCrop` (the same
+    :class:`~dino_mx.data.CropRecipe`), so the ``augment`` config drives either. Every image of
+    the batch gets its own crop, flip and colour parameters; under ``torch.manual_seed`` the
+    output is a function of the seed.
 
     Returns (from ``forward``): float tensors normalised with ``mean``/``std``, globals
     (B, C, global_size, global_size) then locals (B, C, local_size, local_size).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        global_size: int = 224,
-        local_size: int = 96,
-        n_local: int = 8,
-        global_scale: Sequence[float] = (0.32, 1.0),
-        local_scale: Sequence[float] = (0.05, 0.32),
-        hflip: float = 0.5,
-        vflip: float = 0.0,
-        color_jitter: float = 0.8,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.2,
-        hue: float = 0.1,
-        grayscale: float = 0.2,
-        blur: Sequence[float] = (1.0, 0.1, 0.5),
-        solarize: float = 0.2,
-    ):
-        super().__init__()
-        colour_only = {"saturation": saturation, "hue": hue, "grayscale": grayscale}
-        mean, std = check_multicrop_arguments(channels, mean, std, blur, colour_only)
-        self.channels = channels
-        self.n_local = n_local
-        rgb = channels == 3
-
-        def view(size: int, scale: Sequence[float], p_blur: float, p_solar: float) -> nn.Module:
-            ops: list[nn.Module] = [
-                K.RandomResizedCrop((size, size), scale=(float(scale[0]), float(scale[1])))
-            ]
-            if hflip > 0:
-                ops.append(K.RandomHorizontalFlip(p=hflip))
-            if vflip > 0:
-                ops.append(K.RandomVerticalFlip(p=vflip))
-            if color_jitter > 0:
-                ops.append(
-                    K.ColorJitter(
-                        brightness,
-                        contrast,
-                        saturation if rgb else 0.0,
-                        hue if rgb else 0.0,
-                        p=color_jitter,
-                    )
-                )
-            if rgb and grayscale > 0:
-                ops.append(K.RandomGrayscale(p=grayscale))
-            if p_blur > 0:
-                kernel = blur_kernel(size)
-                ops.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=p_blur))
-            if p_solar > 0:  # threshold fixed at 0.5, as torchvision's 128 on uint8
-                ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=p_solar))
-            ops.append(K.Normalize(torch.tensor(mean), torch.tensor(std)))
-            return nn.Sequential(*ops)
-
-        self.global_1 = view(global_size, global_scale, blur[0], 0.0)
-        self.global_2 = view(global_size, global_scale, blur[1], solarize)
-        self.local = view(local_size, local_scale, blur[2], 0.0)
-
-    @property
-    def n_views(self) -> int:
-        return 2 + self.n_local
+    def _make_views(self, mean: list[float], std: list[float]) -> tuple[View, View, View]:
+        global_1, global_2, local = (
+            _view(spec, self.recipe, self.channels, (mean, std)) for spec in self.recipe.views()
+        )
+        return global_1, global_2, local
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> list[Tensor]:
@@ -112,10 +55,7 @@ class BatchMultiCrop(nn.Module):
             )
         if images.dtype != torch.uint8:
             raise ValueError(f"expected uint8 images (0-255), got {images.dtype}")
-        x = images.float().div_(255)  # (B, C, H, W) in [0, 1], as kornia expects
-        crops = [self.global_1(x), self.global_2(x)]
-        crops += [self.local(x) for _ in range(self.n_local)]
-        return crops
+        return self._crops(images.float().div_(255))  # (B, C, H, W) in [0, 1], as kornia expects
 
 
 class RawImage:
@@ -130,8 +70,37 @@ class RawImage:
         return [image.as_subclass(Tensor)]
 
 
+def _view(
+    spec: ViewSpec, r: CropRecipe, channels: int, stats: tuple[list[float], list[float]]
+) -> nn.Sequential:
+    """One view's kornia pipeline: crop, flips, colour, blur, solarise, normalise with
+    ``stats`` (per-channel mean, std)."""
+    rgb = channels == 3
+    ops: list[nn.Module] = [
+        K.RandomResizedCrop(
+            (spec.size, spec.size), scale=(float(spec.scale[0]), float(spec.scale[1]))
+        )
+    ]
+    if r.hflip > 0:
+        ops.append(K.RandomHorizontalFlip(p=r.hflip))
+    if r.vflip > 0:
+        ops.append(K.RandomVerticalFlip(p=r.vflip))
+    if r.color_jitter > 0:
+        saturation, hue = (r.saturation, r.hue) if rgb else (0.0, 0.0)
+        ops.append(K.ColorJitter(r.brightness, r.contrast, saturation, hue, p=r.color_jitter))
+    if rgb and r.grayscale > 0:
+        ops.append(K.RandomGrayscale(p=r.grayscale))
+    if spec.p_blur > 0:
+        kernel = blur_kernel(spec.size)
+        ops.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=spec.p_blur))
+    if spec.p_solarize > 0:  # threshold fixed at 0.5, as torchvision's 128 on uint8
+        ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=spec.p_solarize))
+    ops.append(K.Normalize(torch.tensor(stats[0]), torch.tensor(stats[1])))
+    return nn.Sequential(*ops)
+
+
 def build_batch_multicrop(
     cfg: AugmentConfig, channels: int, mean: Sequence[float], std: Sequence[float]
 ) -> BatchMultiCrop:
     """Builder: the ``augment`` config group to a :class:`BatchMultiCrop`."""
-    return BatchMultiCrop(channels, mean, std, **multicrop_arguments(cfg))
+    return BatchMultiCrop(channels, mean, std, CropRecipe.from_config(cfg))

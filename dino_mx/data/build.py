@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from dino_mx.config import AugmentConfig, DataConfig
+from dino_mx.config import AugmentConfig, Backend, DataConfig, DataFormat
 from dino_mx.data.bad_image import check_on_bad_image
 from dino_mx.data.batch_multicrop import BatchMultiCrop, RawImage, build_batch_multicrop
 from dino_mx.data.channels import ConvertChannels, check_channels
@@ -22,10 +22,10 @@ from dino_mx.data.roi import load_roi_npz
 
 # medmnist / npz: MedMNIST layout; imagefolder: class sub-folders; roi_npz / coco: images with
 # boxes (dino_mx/data/roi.py, dino_mx/data/coco.py), needed by augment=label_guided.
-FORMATS = ("medmnist", "npz", "imagefolder", "roi_npz", "coco")
+FORMATS = tuple(DataFormat)
 # per_sample: each image's crops in the loader workers; batched: the loader collates the images
 # and the trainer crops the whole batch on its device (dino_mx/data/batch_multicrop.py).
-BACKENDS = ("per_sample", "batched")
+BACKENDS = tuple(Backend)
 
 
 def resolve_data_path(cfg: DataConfig) -> Path:
@@ -134,7 +134,7 @@ def build_augment(
         )
     label_guided = cfg.name.startswith("label_guided")
     if not label_guided:
-        if cfg.roi_crops:
+        if cfg.get("roi_crops"):  # a key of augment=label_guided only, or of an old config
             raise ValueError(f"augment.roi_crops needs augment=label_guided, not '{cfg.name}'")
         return RawImage() if cfg.backend == "batched" else build_multicrop(cfg, channels, mean, std)
     if cfg.backend == "batched":

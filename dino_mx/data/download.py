@@ -81,45 +81,13 @@ def download_file(
             md5 (the ``.part`` is deleted).
     """
     dest = Path(dest)
-    if dest.is_file():
-        found = file_md5(dest)
-        if found == md5:
-            return False
-        raise DownloadError(
-            f"{dest} exists but its md5 is {found}, expected {md5}; move or delete it to "
-            "download the official file"
-        )
+    if _already_there(dest, md5):
+        return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
-    try:
-        response: HTTPResponse | None = _open(url, offset, timeout)
-    except urllib.error.HTTPError as err:
-        err.close()
-        if err.code != 416 or not offset:
-            raise DownloadError(
-                f"{url}: the server answered HTTP {err.code} {err.reason}"
-            ) from None
-        # Range not satisfiable: the .part already holds the whole file (or more, if the
-        # file changed upstream). The md5 check below decides; a bad part is deleted.
-        response = None
-    except urllib.error.URLError as err:  # DNS, refused connection, connect timeout
-        raise _unreachable(url, dest, err.reason) from None
-    except (TimeoutError, ConnectionError) as err:  # connected, but no answer
-        raise _unreachable(url, dest, _reason(err)) from None
-    if response is None:
-        digest = hashlib.md5()
-        _hash_into(part, digest)
-    else:
-        try:
-            with response:
-                digest = _receive(response, url, part, offset, progress)
-        except (TimeoutError, ConnectionError, HTTPException) as err:
-            size = part.stat().st_size if part.is_file() else 0
-            raise DownloadError(
-                f"transfer of {url} cut after {size} bytes ({_reason(err)}); "
-                f"{part} is kept: run the same command again to resume"
-            ) from None
+    response = _connect(url, dest, offset, timeout)
+    digest = _fetch(response, url, part, offset, progress)
     found = digest.hexdigest()
     if found != md5:
         part.unlink()
@@ -129,6 +97,62 @@ def download_file(
         )
     os.replace(part, dest)
     return True
+
+
+def _already_there(dest: Path, md5: str) -> bool:
+    """True when ``dest`` holds the official file, so nothing is fetched; a ``dest`` with
+    another md5 is someone's file: it is left alone and the download refused."""
+    if not dest.is_file():
+        return False
+    found = file_md5(dest)
+    if found == md5:
+        return True
+    raise DownloadError(
+        f"{dest} exists but its md5 is {found}, expected {md5}; move or delete it to "
+        "download the official file"
+    )
+
+
+def _connect(url: str, dest: Path, offset: int, timeout: float) -> HTTPResponse | None:
+    """The server's answer to a GET of ``url`` from byte ``offset``, or None when the
+    ``.part`` already holds every byte (HTTP 416 to a ranged request): each failure to
+    connect becomes one :class:`DownloadError` line saying what to do."""
+    try:
+        return _open(url, offset, timeout)
+    except urllib.error.HTTPError as err:
+        err.close()
+        if err.code != 416 or not offset:
+            raise DownloadError(
+                f"{url}: the server answered HTTP {err.code} {err.reason}"
+            ) from None
+        # Range not satisfiable: the .part already holds the whole file (or more, if the
+        # file changed upstream). The md5 check decides; a bad part is deleted.
+        return None
+    except urllib.error.URLError as err:  # DNS, refused connection, connect timeout
+        raise _unreachable(url, dest, err.reason) from None
+    except (TimeoutError, ConnectionError) as err:  # connected, but no answer
+        raise _unreachable(url, dest, _reason(err)) from None
+
+
+def _fetch(
+    response: HTTPResponse | None, url: str, part: Path, offset: int, progress: bool | None
+) -> Any:
+    """The md5 (a ``hashlib`` object) of the whole ``.part`` once ``response`` is received
+    into it (None: the part is already whole). A transfer cut midway keeps the part, so the
+    next call resumes it rather than starting again."""
+    if response is None:
+        digest = hashlib.md5()
+        _hash_into(part, digest)
+        return digest
+    try:
+        with response:
+            return _receive(response, url, part, offset, progress)
+    except (TimeoutError, ConnectionError, HTTPException) as err:
+        size = part.stat().st_size if part.is_file() else 0
+        raise DownloadError(
+            f"transfer of {url} cut after {size} bytes ({_reason(err)}); "
+            f"{part} is kept: run the same command again to resume"
+        ) from None
 
 
 def _hash_into(path: Path, digest: Any, chunk: int = CHUNK) -> None:

@@ -135,6 +135,68 @@ def open_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
     raise ValueError(f"{path}: member {key!r} holds Python objects; refusing to unpickle it")
 
 
+def _read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(N, H, W[, C])`` uint8 images of ``split`` (memory-mapped when stored
+    uncompressed) and its labels as ``(N, L)`` int64, both checked before a loader touches
+    them, so a malformed file fails here in one line naming ``path`` and the key."""
+    image_key, label_key = f"{split}_images", f"{split}_labels"
+    with open_npz(path) as zf:
+        keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
+        for key in (image_key, label_key):
+            if key not in keys:
+                raise ValueError(f"{path} has no key {key!r}; keys present: {keys}")
+        images = open_member(path, zf, image_key)
+        labels = np.asarray(open_member(path, zf, label_key))
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{path}: {label_key} must hold integers (MedMNIST writes uint8), got {labels.dtype}"
+        )
+    # Official files store uint8: widen before any arithmetic (uint8 cannot hold -1).
+    labels = labels.astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(
+            f"{path}: {image_key} must be uint8 NHW or NHWC, got {images.dtype} {images.shape}"
+        )
+    if images.ndim == 4 and images.shape[3] < 1:  # any C >= 1 (grey, RGB, multiplex)
+        raise ValueError(f"{path}: {image_key} has 0 channels {images.shape}")
+    if labels.ndim == 1:
+        labels = labels[:, None]
+    if labels.ndim != 2 or len(labels) != len(images):
+        raise ValueError(
+            f"{path}: {label_key} shape {labels.shape} does not match {len(images)} images"
+        )
+    return images, labels
+
+
+def _label_meaning(
+    path: Path, label_key: str, labels: np.ndarray, num_classes: int | None, task: str | None
+) -> tuple[int, str]:
+    """``(num_classes, task)`` of the ``(N, L)`` labels: each checked against them when given,
+    else read from them (a split may lack the last class, and ordinal regression cannot be
+    told from multi-class, so a caller that knows either passes it)."""
+    multilabel = labels.shape[1] > 1
+    if num_classes is None:
+        num_classes = labels.shape[1] if multilabel else int(labels.max(initial=-1)) + 1
+    elif multilabel and labels.shape[1] != num_classes:
+        raise ValueError(
+            f"{path}: {label_key} has {labels.shape[1]} labels per image, "
+            f"expected num_classes={num_classes}"
+        )
+    elif not multilabel and len(labels) and labels.max() >= num_classes:
+        raise ValueError(
+            f"{path}: {label_key} holds class {int(labels.max())}, "
+            f"outside [0, {num_classes}) for num_classes={num_classes}"
+        )
+    if task is None:
+        task = MULTILABEL if multilabel else BINARY if num_classes == 2 else MULTICLASS
+    elif (task == MULTILABEL) != multilabel:
+        raise ValueError(
+            f"{path}: task {task!r} does not match {label_key} of shape "
+            f"{labels.shape} (multi-label files have (N, L) labels with L > 1)"
+        )
+    return int(num_classes), task
+
+
 class NpzImageDataset(Dataset):
     """One split of a MedMNIST-layout ``.npz`` file, as raw uint8 images.
 
@@ -180,64 +242,16 @@ class NpzImageDataset(Dataset):
         self.split = split
         self.transform = transform
         self._image_key = f"{split}_images"
-        with open_npz(self.path) as zf:
-            keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
-            for key in (self._image_key, f"{split}_labels"):
-                if key not in keys:
-                    raise ValueError(f"{self.path} has no key {key!r}; keys present: {keys}")
-            self._images: np.ndarray | None = open_member(self.path, zf, self._image_key)
-            labels = np.asarray(open_member(self.path, zf, f"{split}_labels"))
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
-                f"{self.path}: {split}_labels must hold integers (MedMNIST writes uint8), "
-                f"got {labels.dtype}"
-            )
-        # Official files store uint8: widen before any arithmetic (uint8 cannot hold -1).
-        labels = labels.astype(np.int64)
-        images = self._images
-        if images.dtype != np.uint8 or images.ndim not in (3, 4):
-            raise ValueError(
-                f"{self.path}: {self._image_key} must be uint8 NHW or NHWC, "
-                f"got {images.dtype} {images.shape}"
-            )
-        if images.ndim == 4 and images.shape[3] < 1:  # any C >= 1 (grey, RGB, multiplex)
-            raise ValueError(f"{self.path}: {self._image_key} has 0 channels {images.shape}")
-        if labels.ndim == 1:
-            labels = labels[:, None]
-        if labels.ndim != 2 or len(labels) != len(images):
-            raise ValueError(
-                f"{self.path}: {split}_labels shape {labels.shape} does not match "
-                f"{len(images)} images"
-            )
+        images, labels = _read_split(self.path, split)
+        self._images: np.ndarray | None = images
         self.multilabel: bool = labels.shape[1] > 1
         # (N, L) for multi-label, else (N,)
         self.labels: np.ndarray = labels if self.multilabel else labels[:, 0]
         self.channels: int = 1 if images.ndim == 3 else int(images.shape[3])
         self.image_size: int = int(images.shape[1])
-        if num_classes is None:
-            num_classes = labels.shape[1] if self.multilabel else int(labels.max(initial=-1)) + 1
-        elif self.multilabel and labels.shape[1] != num_classes:
-            raise ValueError(
-                f"{self.path}: {split}_labels has {labels.shape[1]} labels per image, "
-                f"expected num_classes={num_classes}"
-            )
-        elif not self.multilabel and len(labels) and labels.max() >= num_classes:
-            raise ValueError(
-                f"{self.path}: {split}_labels holds class {int(labels.max())}, "
-                f"outside [0, {num_classes}) for num_classes={num_classes}"
-            )
-        self.num_classes: int = int(num_classes)
-        if task is None:
-            if self.multilabel:
-                task = MULTILABEL
-            else:
-                task = BINARY if self.num_classes == 2 else MULTICLASS
-        elif (task == MULTILABEL) != self.multilabel:
-            raise ValueError(
-                f"{self.path}: task {task!r} does not match {split}_labels of shape "
-                f"{labels.shape} (multi-label files have (N, L) labels with L > 1)"
-            )
-        self.task: str = task
+        self.num_classes, self.task = _label_meaning(
+            self.path, f"{split}_labels", labels, num_classes, task
+        )
 
     @property
     def images(self) -> np.ndarray:

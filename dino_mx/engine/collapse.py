@@ -30,8 +30,8 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 
+from dino_mx.checkpoint import latest_checkpoint
 from dino_mx.config import MethodConfig, OptimConfig, TrainerConfig
-from dino_mx.engine.checkpoint import latest_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Optimisation hyper-parameters: the per-step schedules, and the parameter groups — DINO's
-weight-decay split and DINOv2's layer-wise lr decay.
+"""The optimiser's parameter groups: DINO's weight-decay split and DINOv2's layer-wise lr decay
+(the per-step values they are scaled by live in :mod:`dino_mx.engine.schedules`).
 
 Every group carries ``apply_wd`` (biases and 1-D parameters such as norms get no weight decay)
 and ``lr_scale``, the factor the trainer applies to the scheduled lr each step. With
@@ -12,40 +12,12 @@ layers move least. The patch embedding is further scaled by ``patch_embed_lr_mul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from omegaconf import DictConfig
 from torch import nn
 
 from dino_mx.models.backbone import Backbone
 from dino_mx.models.blocks import block_index, block_prefix, num_blocks
-from dino_mx.schedules import cosine_schedule, linear_warmup
-from dino_mx.teacher import teacher_momentum
 
 PATCH_EMBED = "embeddings.patch_embeddings."
-
-
-@dataclass
-class Schedules:
-    """All per-step hyper-parameters of one run, as closed forms of the step."""
-
-    cfg: DictConfig
-
-    def at(self, step: int) -> dict[str, float]:
-        o, m, total = self.cfg.optim, self.cfg.method, self.cfg.trainer.max_steps
-        return {
-            "lr": cosine_schedule(
-                step, total, o.lr, o.min_lr, warmup_steps=int(o.warmup_ratio * total)
-            ),
-            "wd": cosine_schedule(step, total, o.weight_decay, o.weight_decay_end),
-            "momentum": teacher_momentum(step, total, m.momentum_teacher),
-            "teacher_temp": linear_warmup(
-                step,
-                int(m.warmup_teacher_temp_ratio * total),
-                m.warmup_teacher_temp,
-                m.teacher_temp,
-            ),
-        }
 
 
 def _find_backbone(model: nn.Module) -> tuple[str, Backbone] | None:

@@ -16,14 +16,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dino_mx.engine.checkpoint import latest_checkpoint, refuse_legacy
-from dino_mx.engine.state_io import write_text_atomic
+from dino_mx.checkpoint.format import CONFIG_FILE
+from dino_mx.checkpoint.io import write_text_atomic
+from dino_mx.checkpoint.legacy import refuse_legacy
+from dino_mx.checkpoint.listing import latest_checkpoint
+from dino_mx.config import upgrade_saved_config
 from dino_mx.errors import UserError
 
 # Keys that may differ between a checkpoint's config and the config resuming it; every other key
 # must match. Allowed: how long to train and how often to log, save and evaluate (the trainer
 # section except the batch, accumulation and seed, which decide the data stream); the optimiser's
-# values (resuming with a lower optim.lr is the remedy for a diverging run); where files are
+# values (resuming with a lower optim.lr is the remedy for a diverging run) except the layer-wise
+# lr factors, which shape the parameter groups the optimiser state is saved in; where files are
 # (paths, data.root: a moved run or data folder) and loader workers. Refused: model, adapter,
 # method (heads, temperatures, momentum, losses), distill, data, and the crops' number and sizes.
 # A prefix ending in "." covers its whole section.
@@ -38,7 +42,10 @@ MAY_CHANGE = (
     *("augment.contrast", "augment.saturation", "augment.hue", "augment.grayscale"),
     *("augment.blur", "augment.solarize", "augment.roi_prob", "augment.roi_jitter"),
 )
-MUST_MATCH = ("trainer.batch_size", "trainer.grad_accum", "trainer.seed")
+MUST_MATCH = (
+    *("trainer.batch_size", "trainer.grad_accum", "trainer.seed"),
+    *("optim.layerwise_decay", "optim.patch_embed_lr_mult"),
+)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,11 +95,13 @@ def check_start(cfg: DictConfig, run_dir: Path) -> Path | None:
             "to continue that run, or choose another paths.output_dir"
         )
     refuse_legacy(ckpt)  # a pickle is never loaded, and refused before anything is written
-    saved = ckpt / "config.yaml"
+    saved = ckpt / CONFIG_FILE
     if not saved.is_file():
         raise UserError(f"{saved} is missing: cannot check that the checkpoint fits this config")
-    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
-    new = OmegaConf.to_container(cfg, resolve=True)
+    # An older run's config in today's layout (keys since moved are compared at their new place).
+    loaded = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    old = upgrade_saved_config(loaded)  # type: ignore[arg-type]
+    new = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     diffs = config_differences(old, new)  # type: ignore[arg-type]
     if diffs:
         raise UserError(

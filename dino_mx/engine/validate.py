@@ -1,10 +1,11 @@
 """Checks of a composed training config, run before anything is built or written.
 
-Hydra and the schemas in :mod:`dino_mx.config` check each key's name and type; this module adds
-what they cannot: keys added with ``+key=`` that the schema does not know (Hydra's ``+`` adds keys
-even to a struct config), and value ranges — positive sizes and counts, probabilities in [0, 1],
-crop-scale ranges, a finite positive learning rate. Each problem is reported as
-``key=value: must be ...``.
+Hydra and the schemas in :mod:`dino_mx.config` check each key's name and type, and each closed
+choice; this module adds what they cannot: keys added with ``+key=`` that the schema does not know
+(Hydra's ``+`` adds keys even to a struct config), value ranges — positive sizes and counts,
+probabilities in [0, 1], crop-scale ranges, a finite positive learning rate —, LoRA targets (a
+preset or a list: no OmegaConf type says that) and an option's ``name`` changed to another
+option's. Each problem is reported as ``key=value: must be ...``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dino_mx.config import schema_fields, unknown_key_message
-from dino_mx.data.bad_image import ON_BAD_IMAGE
-from dino_mx.engine.collapse import ON_COLLAPSE
+from dino_mx.config import OPTION_SCHEMAS, option_schema, schema_fields, unknown_key_message
 from dino_mx.errors import UserError
+from dino_mx.models.lora import ALL_LINEAR, PRESETS
 
 _HEAD = ("out_dim", "hidden_dim", "bottleneck_dim", "nlayers")
 
@@ -37,7 +37,7 @@ NON_NEGATIVE = (
     *("augment.brightness", "augment.contrast", "augment.saturation"),
     *("optim.min_lr", "optim.weight_decay", "optim.weight_decay_end", "optim.clip_grad"),
     *("method.dino_weight", "method.koleo_weight", "method.ibot.weight"),
-    "method.patch_embed_lr_mult",
+    "optim.patch_embed_lr_mult",
 )
 POSITIVE = (
     *("optim.lr", "method.student_temp", "method.teacher_temp", "method.warmup_teacher_temp"),
@@ -76,7 +76,7 @@ RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
     (("augment.roi_jitter",), lambda v: _finite(v) and 0 <= v < 0.5, "in [0, 0.5)"),
     (
         (
-            "method.layerwise_decay",
+            "optim.layerwise_decay",
             "trainer.collapse_uniform_ratio",
             "trainer.collapse_onehot_ratio",
         ),
@@ -84,11 +84,7 @@ RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
         "in (0, 1]",
     ),
 ]
-# Keys with a fixed set of values, checked here so that a typo fails before anything is built.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "trainer.on_collapse": ON_COLLAPSE,
-    "data.on_bad_image": ON_BAD_IMAGE,
-}
+LORA_PRESETS = (*PRESETS, ALL_LINEAR)
 PAIR_RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
     (
         ("augment.global_scale", "augment.local_scale"),
@@ -104,19 +100,48 @@ PAIR_RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
 ]
 
 
+def _schema(node: DictConfig) -> type | None:
+    """The dataclass a node was made from (an option's own, e.g. ``LoRAConfig``), if any."""
+    cls = OmegaConf.get_type(node)
+    return cls if isinstance(cls, type) and cls is not dict else None
+
+
 def unknown_keys(cfg: DictConfig, path: str = "") -> Iterator[str]:
-    """Dotted keys of ``cfg`` that the schema does not define (added with ``+key=``)."""
-    valid = schema_fields(path)
+    """``unknown key ...`` for each key of ``cfg`` that its schema does not define (added with
+    ``+key=``), naming the valid keys of its section."""
+    schema = _schema(cfg)
+    valid = schema_fields(path, schema)
     if valid is None:
         return
     for key in cfg.keys():
         full = f"{path}.{key}" if path else str(key)
         if key not in valid:
-            yield full
+            yield unknown_key_message(full, schema)
             continue
         child = cfg._get_node(key)  # the node itself: no interpolation is resolved
         if isinstance(child, DictConfig) and not child._is_none():
             yield from unknown_keys(child, full)
+
+
+def _option_problems(cfg: DictConfig) -> Iterator[str]:
+    """An option whose ``name`` was set to another option's (``adapter=lora adapter.name=freeze``):
+    the builders go by the name and would read keys the schema does not hold."""
+    for group in OPTION_SCHEMAS:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "name" not in node:
+            continue
+        schema, named = _schema(node), option_schema(group, node.name)
+        if schema in OPTION_SCHEMAS[group].values() and schema is not named:
+            yield f"{group}.name={node.name}: choose the option instead ({group}={node.name})"
+
+
+def _targets_problem(cfg: DictConfig) -> str | None:
+    present, targets = _values(cfg, "adapter.targets")
+    if not present or targets in LORA_PRESETS:
+        return None
+    if isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets):
+        return None
+    return f"adapter.targets={targets}: must be one of {', '.join(LORA_PRESETS)} or a list of names"
 
 
 def _values(cfg: DictConfig, key: str) -> tuple[bool, Any]:
@@ -129,17 +154,15 @@ def _values(cfg: DictConfig, key: str) -> tuple[bool, Any]:
 
 def problems(cfg: DictConfig) -> list[str]:
     """Every problem of ``cfg``, one short sentence each (empty: valid)."""
-    found = [unknown_key_message(key) for key in unknown_keys(cfg)]
+    found = [*unknown_keys(cfg), *_option_problems(cfg)]
     for keys, ok, valid in RULES:
         for key in keys:
             present, value = _values(cfg, key)
             items = value if isinstance(value, list) else [value]
             if present and value is not None and not all(ok(v) for v in items):
                 found.append(f"{key}={value}: must be {valid}")
-    for key, choices in CHOICES.items():
-        present, value = _values(cfg, key)
-        if present and value not in choices:
-            found.append(f"{key}={value}: valid choices: {', '.join(choices)}")
+    if (targets := _targets_problem(cfg)) is not None:
+        found.append(targets)
     for keys, ok, valid in PAIR_RULES:
         for key in keys:
             present, value = _values(cfg, key)

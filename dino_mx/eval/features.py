@@ -1,11 +1,12 @@
-"""Frozen features for evaluation: backbones from checkpoints or baselines, and a feature cache.
+"""Frozen features for evaluation: the eval transform, feature extraction and a feature cache.
 
 The protocol is DINO's (Caron et al., ICCV 2021, ``eval_knn.py`` / ``eval_linear.py``): no
 augmentation, each image resized to the training global-crop size and normalised with the data
 statistics, then encoded once by the frozen backbone. ``cls`` uses the CLS token; ``cls+mean``
 concatenates it with the mean of the patch tokens (DINO's linear protocol for ViT-S).
-Features are cached under ``RUN/eval/features/`` keyed by the checkpoint files' identity, so a
-second evaluation of the same checkpoint reads them back and a new checkpoint invalidates them.
+Features are cached under ``RUN/eval/features/`` keyed by the checkpoint files' identity
+(:func:`dino_mx.checkpoint.checkpoint_fingerprint`), so a second evaluation of the same
+checkpoint reads them back and a new checkpoint invalidates them.
 """
 
 from __future__ import annotations
@@ -20,96 +21,18 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from dino_mx.checkpoint.io import file_identity
 from dino_mx.data import ConvertChannels, build_dataset, resolve_data_path
 from dino_mx.data.channels import LUMA, per_channel
-from dino_mx.engine.checkpoint import (
-    CHECKPOINTS,
-    COMPONENTS,
-    STUDENT_FILE,
-    checkpoint_step,
-    load_component,
-    resolve_checkpoint,
-)
-from dino_mx.engine.frozen_base import read_base_reference
-from dino_mx.models.adapters import load_adapted_state
-from dino_mx.models.backbone import Backbone, build_backbone, load_pretrained_model
 
 log = logging.getLogger(__name__)
 
 TOKENS = ("cls", "cls+mean")
-WHICH = ("teacher", "student")
-BACKBONE_PREFIX = "backbone.model."
-TEACHER_FILE = COMPONENTS["teacher"]
 DATA_KEYS = ("name", "format", "flag", "size", "root", "file", "channels", "mean", "std")
-
-
-def run_dir_of(ckpt_dir: Path) -> Path | None:
-    """The run directory holding ``ckpt_dir`` (``RUN/checkpoints/step_*``), else None."""
-    return ckpt_dir.parent.parent if ckpt_dir.parent.name == CHECKPOINTS else None
-
-
-def backbone_state(ckpt_dir: Path, which: str = "teacher") -> dict[str, Tensor]:
-    """The ``backbone.model.*`` weights of the teacher or student, prefix removed."""
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    if which == "teacher":
-        state = load_component(ckpt_dir, "teacher")
-    else:
-        state = load_file(str(ckpt_dir / STUDENT_FILE))
-    # A compiled or DDP-wrapped student may carry `_orig_mod.` / `module.` in front.
-    state = {k.replace("_orig_mod.", "").removeprefix("module."): v for k, v in state.items()}
-    sub = {k[len(BACKBONE_PREFIX) :]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
-    if not sub:
-        raise KeyError(f"no '{BACKBONE_PREFIX}*' weights in the {which} of {ckpt_dir}")
-    return sub
-
-
-def load_backbone_from_checkpoint(
-    ckpt: str | Path, which: str = "teacher"
-) -> tuple[Backbone, DictConfig, int]:
-    """Rebuild the frozen backbone of a training checkpoint.
-
-    Args:
-        ckpt: A run directory (its latest checkpoint is used) or a ``step_*`` checkpoint folder.
-        which: ``teacher`` (the EMA network DINO evaluates) or ``student``.
-
-    Returns:
-        The :class:`Backbone` in eval mode, the resolved training config saved beside the
-        checkpoint, and the optimiser step it was saved at.
-    """
-    ckpt_dir = resolve_checkpoint(ckpt)
-    config_file = ckpt_dir / "config.yaml"
-    if not config_file.is_file() and (run := run_dir_of(ckpt_dir)) is not None:
-        config_file = run / "config.yaml"
-    cfg = OmegaConf.load(config_file)
-    assert isinstance(cfg, DictConfig)
-    state = backbone_state(ckpt_dir, which)
-    base = read_base_reference(ckpt_dir)
-    if base is not None:  # adapter=lora/freeze: the frozen weights live in RUN/base
-        backbone = Backbone(load_pretrained_model(str(base.path)))
-    else:
-        channels = cfg.data.channels
-        if channels is None:  # the data's channels at training time, as the patch embedding holds
-            weight = state.get("embeddings.patch_embeddings.projection.weight")
-            channels = weight.shape[1] if weight is not None else build_dataset(cfg.data).channels
-        backbone = build_backbone(cfg.model, int(channels))
-    # LoRA is merged: the result is a plain Hugging Face model computing the trained features.
-    load_adapted_state(backbone, state, cfg.get("adapter"), base.frozen if base else frozenset())
-    return backbone.eval().requires_grad_(False), cfg, checkpoint_step(ckpt_dir)
-
-
-def build_model_baseline(cfg: DictConfig, channels: int, seed: int = 0) -> Backbone:
-    """A backbone never trained here: the ``model`` preset at random init (seeded, so every
-    call gives the same weights) or ``model.pretrained`` (hub name or local folder)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        backbone = build_backbone(cfg.model, channels)
-    return backbone.eval().requires_grad_(False)
 
 
 class PixelBackbone(nn.Module):
@@ -199,31 +122,13 @@ def extract_features(
     return torch.cat(features), torch.cat(labels)
 
 
-def _file_id(path: Path) -> list[int] | None:
-    if not path.is_file():
-        return None
-    stat = path.stat()
-    return [stat.st_mtime_ns, stat.st_size]
-
-
-def checkpoint_fingerprint(ckpt_dir: Path, which: str) -> dict[str, Any]:
-    """Identity of a checkpoint's weights: its path and the mtime/size of both weight files,
-    so a checkpoint rewritten in place (a new file) gets a new key."""
-    return {
-        "checkpoint": str(ckpt_dir.resolve()),
-        "which": which,
-        STUDENT_FILE: _file_id(ckpt_dir / STUDENT_FILE),
-        TEACHER_FILE: _file_id(ckpt_dir / TEACHER_FILE),
-    }
-
-
 def model_fingerprint(model: DictConfig, seed: int = 0) -> dict[str, Any]:
     """Identity of a ``--model`` baseline: the model config, the seed, and for a local
     pretrained folder the mtime/size of its files."""
     out: dict[str, Any] = {"model": OmegaConf.to_container(model, resolve=True), "seed": seed}
     if model.pretrained and Path(model.pretrained).expanduser().is_dir():
         folder = Path(model.pretrained).expanduser()
-        out["files"] = {p.name: _file_id(p) for p in sorted(folder.iterdir()) if p.is_file()}
+        out["files"] = {p.name: file_identity(p) for p in sorted(folder.iterdir()) if p.is_file()}
     return out
 
 

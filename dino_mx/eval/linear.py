@@ -152,13 +152,45 @@ def linear_probe(
     """
     task, ys, width = _as_labels((train_y, val_y, test_y), task)
     xs = _as_split_features((train_x, val_x, test_x), ys)
+    select = _selection(cs, select, task)
+    scaler = StandardScaler().fit(xs[0])
+    train_x, val_x, test_x = (scaler.transform(x) for x in xs)
+    sweep, best_c, model, val = _sweep(train_x, val_x, ys, cs, max_iter, task, width, select)
+    test = _evaluate(model, test_x, ys[2], task, width)
+    return {
+        "task": task,
+        "select": select,
+        "best_c": best_c,
+        "val": val,
+        "test": test,
+        "sweep": sweep,
+    }
+
+
+def _selection(cs: Sequence[float], select: str | None, task: str) -> str:
+    """The val metric that chooses C (``select``, by default AUC for multi-label tasks, where
+    accuracy at 0.5 rewards predicting no finding), checked with ``cs`` before any fit."""
     if len(cs) == 0 or min(cs) <= 0:
         raise ValueError(f"cs must be a non-empty sequence of positive floats, got {cs}")
     select = select or ("auc" if task == MULTILABEL else "accuracy")
     if select not in SELECT:
         raise ValueError(f"unknown select {select!r}; valid choices: {', '.join(SELECT)}")
-    scaler = StandardScaler().fit(xs[0])
-    train_x, val_x, test_x = (scaler.transform(x) for x in xs)
+    return select
+
+
+def _sweep(
+    train_x: np.ndarray,
+    val_x: np.ndarray,
+    ys: Sequence[np.ndarray],
+    cs: Sequence[float],
+    max_iter: int,
+    task: str,
+    width: int,
+    select: str,
+) -> tuple[list[SweepPoint], float, Any, dict[str, float]]:
+    """Fit one probe per C in increasing order and keep the best on val: ``(sweep, best C, its
+    model, its val metrics)``. Ties keep the smaller C (the stronger regularisation) and a NaN
+    score never wins, so the choice is reproducible."""
     sweep: list[SweepPoint] = []
     best: tuple[float, float, Any, dict[str, float]] | None = None  # (score, C, model, val)
     for c in sorted({float(c) for c in cs}):
@@ -170,12 +202,4 @@ def linear_probe(
             best = (score, c, model, val)
     assert best is not None
     _, best_c, model, val = best
-    test = _evaluate(model, test_x, ys[2], task, width)
-    return {
-        "task": task,
-        "select": select,
-        "best_c": best_c,
-        "val": val,
-        "test": test,
-        "sweep": sweep,
-    }
+    return sweep, best_c, model, val

@@ -17,7 +17,6 @@ reported as the chance level). Launch it as
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections.abc import Sequence
@@ -30,10 +29,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
-from dino_mx.eval.features import build_model_baseline, eval_dataset
-from dino_mx.eval.network import Network, load_network
+from dino_mx.eval.features import eval_dataset
+from dino_mx.eval.network import Network, NetworkSpec, load_network
 from dino_mx.eval.results import write_result
-from dino_mx.models.backbone import Backbone
+from dino_mx.models.backbone import Backbone, build_seeded_backbone
 
 log = logging.getLogger(__name__)
 SCORES = ("precision", "recall", "pointing", "box_fraction")
@@ -102,58 +101,32 @@ def _mean(values: Sequence[float]) -> float:
 def network_backbone(net: Network, channels: int) -> Backbone:
     """The network's ViT (built for a model baseline); raises for the pixel baseline."""
     if net.backbone is None:
-        net.backbone = build_model_baseline(net.cfg, channels)
+        net.backbone = build_seeded_backbone(net.cfg.model, channels)
     if not isinstance(net.backbone, Backbone):
         raise ValueError("attention needs a ViT: pass --ckpt or --model, not --baseline")
     return net.backbone
 
 
-def evaluate_localize(
-    ckpt: str | Path | None = None,
-    *,
-    model: str | None = None,
-    which: str = "teacher",
-    data: str | None = None,
-    data_root: str | None = None,
-    overrides: Sequence[str] = (),
-    roi_class: str | None = None,
-    split: str = "test",
-    keep: float = 0.6,
-    image_size: int | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-    json_path: str | Path | None = None,
-) -> dict[str, Any]:
-    """Localisation scores of a network's head-mean CLS attention on ``split``.
-
-    Args:
-        ckpt, model, which, data, data_root, overrides: The network and data, as
-            :func:`dino_mx.eval.evaluate_knn`; the data must have regions (roi_npz / coco).
-        roi_class: Class name or id whose boxes count; None: every box.
-        split: Split scored.
-        keep: Attention mass kept by the threshold.
-        image_size: Input side; default the training global-crop size.
-        batch_size, device: Inference settings.
-        json_path: Also write the result here (a run always gets ``RUN/eval/localize.json``).
-
-    Returns:
-        The run description, ``metrics`` (means of :data:`SCORES` over the images with a box)
-        and ``per_image`` (``index``, ``id``, ``n_boxes`` and the scores).
-    """
-    net = load_network(ckpt, model, None, which, data, data_root, overrides)
+def vit_and_data(spec: NetworkSpec, split: str, image_size: int | None) -> tuple[Network, Any, int]:
+    """The network, the eval dataset of ``split`` and its input side (default: the training
+    global-crop size), as the attention figures and scores read them."""
+    net = load_network(spec)
     size = int(image_size or net.image_size)
     channels = net.backbone.num_channels if isinstance(net.backbone, Backbone) else None
-    dataset = eval_dataset(net.cfg.data, split, size, channels)
-    if not hasattr(dataset, "regions"):
-        raise ValueError(
-            f"data '{net.cfg.data.name}' has no regions of interest: use a roi_npz or coco "
-            "dataset, e.g. --data bccd_roi"
-        )
-    backbone = network_backbone(net, dataset.channels)
-    if size % backbone.patch_size:
-        raise ValueError(f"image size {size} is not a multiple of patch {backbone.patch_size}")
-    classes = dataset.class_ids([roi_class]) if roi_class is not None else None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return net, eval_dataset(net.cfg.data, split, size, channels), size
+
+
+def _score_images(
+    backbone: Backbone,
+    dataset: Any,
+    classes: Any,
+    size: int,
+    keep: float,
+    batch_size: int,
+    device: str,
+) -> list[dict[str, Any]]:
+    """:func:`localization_scores` of every image of ``dataset`` (input side ``size``) with a box
+    of ``classes``, the boxes scaled from the image's own size to the input."""
     backbone.eval().to(device)
     per_image, index = [], 0
     for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -167,20 +140,60 @@ def evaluate_localize(
                 entry = {"index": index, "id": int(dataset.ids[index]), "n_boxes": len(regions)}
                 per_image.append(entry | scores)
             index += 1
+    return per_image
+
+
+def evaluate_localize(
+    spec: NetworkSpec,
+    *,
+    roi_class: str | None = None,
+    split: str = "test",
+    keep: float = 0.6,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    json_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Localisation scores of a network's head-mean CLS attention on ``split``.
+
+    Args:
+        spec: The network (a ViT: a checkpoint or a model, not a baseline) and the data, which
+            must have regions (roi_npz / coco).
+        roi_class: Class name or id whose boxes count; None: every box.
+        split: Split scored.
+        keep: Attention mass kept by the threshold.
+        image_size: Input side; default the training global-crop size.
+        batch_size, device: Inference settings.
+        json_path: Also write the result here (a run always gets ``RUN/eval/localize.json``).
+
+    Returns:
+        The run description, ``metrics`` (means of :data:`SCORES` over the images with a box)
+        and ``per_image`` (``index``, ``id``, ``n_boxes`` and the scores).
+    """
+    if spec.baseline:
+        raise ValueError("localize needs a ViT's attention: pass --ckpt or --model")
+    net, dataset, size = vit_and_data(spec, split, image_size)
+    if not hasattr(dataset, "regions"):
+        raise ValueError(
+            f"data '{net.cfg.data.name}' has no regions of interest: use a roi_npz or coco "
+            "dataset, e.g. --data bccd_roi"
+        )
+    backbone = network_backbone(net, dataset.channels)
+    if size % backbone.patch_size:
+        raise ValueError(f"image size {size} is not a multiple of patch {backbone.patch_size}")
+    classes = dataset.class_ids([roi_class]) if roi_class is not None else None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    per_image = _score_images(backbone, dataset, classes, size, keep, batch_size, device)
     data_cfg = net.cfg.data
     result = {
         "eval": "localize",
-        "network": net.label,
-        "which": net.which,
-        "checkpoint": str(net.ckpt) if net.ckpt else None,
-        "step": net.step,
-        "model": net.cfg.model.name,
+        **net.describe(),
         "data": {"name": data_cfg.name, "size": data_cfg.size, "image_size": size},
         "split": split,
         "roi_class": roi_class,
         "keep": keep,
         "n_images": len(per_image),
-        "n_skipped": index - len(per_image),
+        "n_skipped": len(dataset) - len(per_image),
         "metrics": {s: _mean([e[s] for e in per_image]) for s in SCORES},
         "per_image": per_image,
     }
@@ -199,41 +212,3 @@ def format_localize(result: dict[str, Any]) -> str:
         f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
         f"pointing {m['pointing']:.4f}  (chance precision {m['box_fraction']:.4f})"
     )
-
-
-def add_localize_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``localize`` to the ``dino-mx eval`` sub-commands (``common``: shared options)."""
-    parser = sub.add_parser(
-        "localize",
-        parents=[common],
-        help="attention precision / recall / pointing on boxes",
-        description="Score how well the head-mean CLS attention of a ViT covers the boxes of a "
-        "dataset with regions of interest (bccd_roi, coco): precision, recall and pointing "
-        "per image, averaged. Writes RUN/eval/localize.json for a run.",
-    )
-    parser.add_argument("--roi-class", help="box class scored (name or id); default all")
-    parser.add_argument("--keep", type=float, default=0.6, help="attention mass kept (DINO)")
-    parser.add_argument("--image-size", type=int, help="input side (default: global crop)")
-
-
-def run_localize(args: argparse.Namespace) -> int:
-    """Run ``dino-mx eval localize`` from parsed arguments; print the report."""
-    if args.baseline:
-        raise ValueError("localize needs a ViT's attention: pass --ckpt or --model")
-    result = evaluate_localize(
-        args.ckpt,
-        model=args.model,
-        which=args.which,
-        data=args.data,
-        data_root=args.data_root,
-        overrides=args.override,
-        roi_class=args.roi_class,
-        split=args.split,
-        keep=args.keep,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        device=args.device,
-        json_path=args.json_path,
-    )
-    print(format_localize(result))
-    return 0

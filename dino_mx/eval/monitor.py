@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from omegaconf import DictConfig
 from torch import Tensor
 
@@ -172,3 +173,19 @@ class ValMonitor:
         """Add :meth:`images` to TensorBoard at ``step``."""
         for tag, grid in self.images(backbone, device).items():
             writer.add_image(tag, grid, step, dataformats="HWC")
+
+    def __call__(self, backbone: Backbone, step: int, accelerator: Accelerator) -> dict[str, float]:
+        """The trainer's periodic evaluation (main process): the k-NN scalars, logged with the
+        image grids to the run's trackers at ``step``; returns the scalars."""
+        knn = self.knn(backbone, accelerator.device)
+        accelerator.log(knn, step=step)
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+        self.log_images(writer, backbone, step, accelerator.device)
+        return knn
+
+
+def build_monitor(cfg: DictConfig) -> ValMonitor | None:
+    """Builder: ``trainer.eval_every`` > 0 to the run's :class:`ValMonitor`, else None."""
+    if cfg.trainer.eval_every <= 0:
+        return None
+    return ValMonitor(cfg.data, cfg.augment.global_size, cfg.trainer.tb_images)

@@ -1,6 +1,8 @@
 """What an evaluation encodes with, and on which data.
 
-A :class:`Network` is a checkpoint's teacher or student, a backbone never trained here (a model
+A :class:`NetworkSpec` names the network and the data, the way every ``dino-mx eval``
+sub-command and ``dino-mx visualize`` take them; :func:`load_network` turns it into a
+:class:`Network`: a checkpoint's teacher or student, a backbone never trained here (a model
 preset at random init, or a pretrained hub model / local folder), or the raw-pixel baseline,
 together with the data/augment config it is evaluated under: the checkpoint's saved config,
 or ``configs/train.yaml`` composed with Hydra for baselines, then the user's overrides.
@@ -14,31 +16,77 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from dino_mx.config import TrainConfig, config_dir, register_schemas
-from dino_mx.data.tasks import BINARY, MULTICLASS, MULTILABEL, check_task
-from dino_mx.engine.checkpoint import resolve_checkpoint
-from dino_mx.eval.features import (
-    PixelBackbone,
-    build_model_baseline,
-    cached_features,
+from dino_mx.checkpoint import (
     checkpoint_fingerprint,
-    eval_dataset,
-    feature_key,
     load_backbone_from_checkpoint,
-    model_fingerprint,
+    resolve_checkpoint,
     run_dir_of,
 )
-from dino_mx.models.backbone import Backbone
+from dino_mx.config import apply_overrides, compose_train_config, config_dir
+from dino_mx.data.tasks import BINARY, MULTICLASS, MULTILABEL, check_task
+from dino_mx.eval.features import (
+    PixelBackbone,
+    cached_features,
+    eval_dataset,
+    feature_key,
+    model_fingerprint,
+)
+from dino_mx.models.backbone import Backbone, build_seeded_backbone
 
 DEFAULT_DATA = "pneumoniamnist"
+BASELINES = ("pixels",)
 SECTIONS = ("data", "augment", "model")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The network and the data an evaluation uses, checked when it is made.
+
+    One value instead of the same keyword arguments on every evaluation, figure and command
+    (``dino-mx eval`` / ``dino-mx visualize`` build it from their options with
+    :func:`dino_mx.eval.parser.network_spec`). Exactly one of ``ckpt``, ``model`` and
+    ``baseline`` names the network.
+
+    Attributes:
+        ckpt: Run directory (its latest checkpoint) or checkpoint folder.
+        model: Model preset (``configs/model/NAME.yaml``, random init with seed 0), hub name or
+            local Hugging Face folder.
+        baseline: ``pixels``: the resized image itself is the feature.
+        which: ``teacher`` or ``student`` (checkpoints only).
+        data: Data config group; default the checkpoint's data, else pneumoniamnist.
+        data_root: Sets ``data.root``.
+        overrides: ``KEY=VALUE`` for the data/augment (and, for baselines, model) config; a
+            checkpoint fixes its model.
+
+    Raises:
+        ValueError: Not exactly one network, an unknown baseline, or a model override for a
+            checkpoint.
+    """
+
+    ckpt: str | Path | None = None
+    model: str | None = None
+    baseline: str | None = None
+    which: str = "teacher"
+    data: str | None = None
+    data_root: str | None = None
+    overrides: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides))  # frozen, hashable
+        if sum(x is not None for x in (self.ckpt, self.model, self.baseline)) != 1:
+            raise ValueError("name exactly one of ckpt, model or baseline")
+        if self.baseline not in (None, *BASELINES):
+            raise ValueError(
+                f"unknown baseline '{self.baseline}'; valid choices: {', '.join(BASELINES)}"
+            )
+        if self.ckpt is not None and any(
+            o.lstrip("+~").startswith("model") for o in self.overrides
+        ):
+            raise ValueError("the checkpoint fixes the model; only data/augment can be overridden")
 
 
 @dataclass
@@ -77,34 +125,15 @@ class Network:
         """The feature actually used: a pixel vector has no patch tokens, so always ``cls``."""
         return "cls" if self.label == "pixels" else tokens
 
-
-def compose_train_config(overrides: Sequence[str]) -> DictConfig:
-    """``configs/train.yaml`` composed with Hydra's compose API and ``overrides``.
-
-    Works inside another Hydra context too (a script that composed its own training config):
-    that context is set aside for the call and put back afterwards.
-    """
-    register_schemas()
-    outer = GlobalHydra.instance().hydra
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(
-            config_dir=str(config_dir()), version_base="1.3", job_name="dino_mx_eval"
-        ):
-            return compose(config_name="train", overrides=list(overrides))
-    finally:
-        if outer is not None:
-            GlobalHydra.instance().clear()
-            GlobalHydra.instance().initialize(outer)
-
-
-def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """Apply ``KEY=VALUE`` overrides (Hydra syntax) to a config validated by the schema, so a
-    mistyped key fails naming it."""
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
-        OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-    return cfg
+    def describe(self) -> dict[str, Any]:
+        """What was evaluated, as every result file records it (``network`` to ``model``)."""
+        return {
+            "network": self.label,
+            "which": self.which,
+            "checkpoint": str(self.ckpt) if self.ckpt else None,
+            "step": self.step,
+            "model": self.cfg.model.name if self.label != "pixels" else None,
+        }
 
 
 def _sections(cfg: DictConfig, data_root: str | None) -> DictConfig:
@@ -114,58 +143,41 @@ def _sections(cfg: DictConfig, data_root: str | None) -> DictConfig:
     return out
 
 
-def load_network(
-    ckpt: str | Path | None = None,
-    model: str | None = None,
-    baseline: str | None = None,
-    which: str = "teacher",
-    data: str | None = None,
-    data_root: str | None = None,
-    overrides: Sequence[str] = (),
-) -> Network:
-    """Build the :class:`Network` named by exactly one of ``ckpt``, ``model``, ``baseline``.
+def _baseline_network(spec: NetworkSpec) -> Network:
+    """A model preset / pretrained model or the pixel baseline, under the composed config."""
+    groups = [f"data={spec.data or DEFAULT_DATA}"]
+    preset = spec.model is not None and (config_dir() / "model" / f"{spec.model}.yaml").is_file()
+    if preset:
+        groups.append(f"model={spec.model}")
+    cfg = compose_train_config(groups + list(spec.overrides))
+    if spec.model is not None and not preset:
+        cfg.model.pretrained = cfg.model.name = spec.model
+    label = "pixels" if spec.baseline else f"model:{spec.model}"
+    cfg = _sections(cfg, spec.data_root)
+    fingerprint = {"baseline": "pixels"} if spec.baseline else model_fingerprint(cfg.model)
+    return Network(cfg, label, fingerprint, PixelBackbone() if spec.baseline else None)
 
-    Args:
-        ckpt: Run directory or checkpoint folder.
-        model: Model preset (``configs/model/NAME.yaml``), hub name or local HF folder.
-        baseline: ``pixels``.
-        which: ``teacher`` or ``student`` (checkpoints only).
-        data: Data config group; default the checkpoint's data, else pneumoniamnist.
-        data_root: Sets ``data.root``.
-        overrides: ``KEY=VALUE`` for the data/augment (and, for baselines, model) config.
+
+def load_network(spec: NetworkSpec) -> Network:
+    """Build the :class:`Network` ``spec`` names, with its data/augment config resolved.
+
+    A checkpoint brings its saved config (``spec.data`` swaps in another data group); a model or
+    baseline is evaluated under ``configs/train.yaml`` composed with the data group.
     """
-    if sum(x is not None for x in (ckpt, model, baseline)) != 1:
-        raise ValueError("name exactly one of ckpt, model or baseline")
-    if baseline not in (None, "pixels"):
-        raise ValueError(f"unknown baseline '{baseline}'; valid choices: pixels")
-    overrides = list(overrides)
-    if ckpt is None:
-        groups = [f"data={data or DEFAULT_DATA}"]
-        preset = model is not None and (config_dir() / "model" / f"{model}.yaml").is_file()
-        if preset:
-            groups.append(f"model={model}")
-        cfg = compose_train_config(groups + overrides)
-        if model is not None and not preset:
-            cfg.model.pretrained = cfg.model.name = model
-        label = "pixels" if baseline else f"model:{model}"
-        cfg = _sections(cfg, data_root)
-        fingerprint = {"baseline": "pixels"} if baseline else model_fingerprint(cfg.model)
-        return Network(cfg, label, fingerprint, PixelBackbone() if baseline else None)
-
-    if any(o.lstrip("+~").startswith("model") for o in overrides):
-        raise ValueError("the checkpoint fixes the model; only data/augment can be overridden")
-    backbone, saved, step = load_backbone_from_checkpoint(ckpt, which)
+    if spec.ckpt is None:
+        return _baseline_network(spec)
+    backbone, saved, step = load_backbone_from_checkpoint(spec.ckpt, spec.which)
     trained_on = {"name": saved.data.name, "size": saved.data.size}
-    if data is not None:
-        saved.data = compose_train_config([f"data={data}", *overrides]).data
-    cfg = _sections(apply_overrides(saved, overrides), data_root)
-    ckpt_dir = resolve_checkpoint(ckpt)
+    if spec.data is not None:
+        saved.data = compose_train_config([f"data={spec.data}", *spec.overrides]).data
+    cfg = _sections(apply_overrides(saved, spec.overrides), spec.data_root)
+    ckpt_dir = resolve_checkpoint(spec.ckpt)
     return Network(
         cfg,
-        which,
-        checkpoint_fingerprint(ckpt_dir, which),
+        spec.which,
+        checkpoint_fingerprint(ckpt_dir, spec.which),
         backbone,
-        which,
+        spec.which,
         ckpt_dir,
         step,
         run_dir_of(ckpt_dir),
@@ -207,7 +219,7 @@ def network_features(
     datasets = {s: eval_dataset(net.cfg.data, s, net.image_size, channels) for s in splits}
     net.task = dataset_task(next(iter(datasets.values())))
     if net.backbone is None:
-        net.backbone = build_model_baseline(net.cfg, next(iter(datasets.values())).channels)
+        net.backbone = build_seeded_backbone(net.cfg.model, next(iter(datasets.values())).channels)
     if cache_dir is None and net.run_dir is not None:
         cache_dir = net.run_dir / "eval" / "features"
     tokens = net.tokens_for(tokens)

@@ -15,7 +15,6 @@ to ``RUN/samples/`` for a checkpoint, else to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +24,12 @@ import torch
 from torch import Tensor
 
 from dino_mx.data import build_dataset
-from dino_mx.errors import reports_errors
 from dino_mx.eval import render
 from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
-from dino_mx.eval.features import eval_dataset
-from dino_mx.eval.localize import network_backbone
-from dino_mx.eval.network import load_network
-from dino_mx.eval.parser import HelpFormatter
+from dino_mx.eval.localize import network_backbone, vit_and_data
+from dino_mx.eval.network import NetworkSpec
 from dino_mx.eval.patches import kmeans_segments, patch_features, pca_rgb
+from dino_mx.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
 KINDS = ("attention", "pca")
@@ -51,15 +48,52 @@ def _tiles(raw: Sequence[Tensor], boxes: Sequence[Tensor | None], tile: int) -> 
     return out
 
 
+def _attention_rows(
+    backbone: Backbone, images: Tensor, tiles: list[np.ndarray], tile: int, keep: float
+) -> tuple[list[list[np.ndarray]], list[str]]:
+    """Per image: the tile, the head-mean attention, DINO's top-``keep`` mask, every head."""
+    maps = cls_attention(backbone, images).cpu()  # (n, heads, h, w)
+    maps = torch.cat([maps.mean(1, keepdim=True), maps], 1)  # head mean first
+    masks = top_mass_mask(maps[:, 0], keep)  # (n, h, w)
+    up = upsample(maps, (tile, tile)).numpy()
+    up_masks = upsample(masks[:, None].float(), (tile, tile))[:, 0].numpy() > 0
+    rows = [
+        [image, render.blend(image, render.heat_colors(up[i, 0]), 0.6)]
+        + [render.mask_overlay(image, up_masks[i])]
+        + [render.blend(image, render.heat_colors(m), 0.6) for m in up[i, 1:]]
+        for i, image in enumerate(tiles)
+    ]
+    heads = [f"head {h}" for h in range(maps.shape[1] - 1)]
+    return rows, ["image", "mean", f"top {keep:.0%}", *heads]
+
+
+def _pca_rows(
+    backbone: Backbone,
+    images: Tensor,
+    tiles: list[np.ndarray],
+    tile: int,
+    k: int,
+    bg_threshold: float | None,
+) -> tuple[list[list[np.ndarray]], list[str]]:
+    """Per image: the tile, the foreground patch PCA in RGB, the k-means segments."""
+    features = patch_features(backbone, images)  # (n, h, w, D)
+    rgb, _ = pca_rgb(features, bg_threshold)
+    segments = kmeans_segments(features, k)
+    rows = [
+        [
+            image,
+            render.resize((rgb[i] * 255).round().astype(np.uint8), tile, nearest=True),
+            render.blend(image, render.resize(render.label_colors(segments[i]), tile, True)),
+        ]
+        for i, image in enumerate(tiles)
+    ]
+    return rows, ["image", "PCA", f"k-means {k}"]
+
+
 def visualize(
     kind: str,
-    ckpt: str | Path | None = None,
+    spec: NetworkSpec,
     *,
-    model: str | None = None,
-    which: str = "teacher",
-    data: str | None = None,
-    data_root: str | None = None,
-    overrides: Sequence[str] = (),
     split: str = "test",
     n: int = 8,
     image_size: int | None = None,
@@ -74,7 +108,7 @@ def visualize(
 
     Args:
         kind: ``attention`` or ``pca``.
-        ckpt, model, which, data, data_root, overrides: As :func:`dino_mx.eval.evaluate_knn`.
+        spec: The network (a checkpoint or a model: attention needs a ViT) and the data.
         split: Split the images come from; ``n`` of them, evenly spaced.
         image_size: Input side; default the training global-crop size.
         keep: Attention mass kept by DINO's mask.
@@ -87,14 +121,11 @@ def visualize(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    net = load_network(ckpt, model, None, which, data, data_root, overrides)
+    net, dataset, size = vit_and_data(spec, split, image_size)
     if out_dir is None:
         if net.run_dir is None:
             raise ValueError("pass --out DIR: there is no run directory to write samples into")
         out_dir = net.run_dir / "samples"
-    size = int(image_size or net.image_size)
-    channels = getattr(net.backbone, "num_channels", None)
-    dataset = eval_dataset(net.cfg.data, split, size, channels)
     raw_data = build_dataset(net.cfg.data, split)
     backbone = network_backbone(net, dataset.channels)
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int))
@@ -110,120 +141,9 @@ def visualize(
     backbone.eval().to(device)
     images = images.to(device)
     if kind == "attention":
-        maps = cls_attention(backbone, images).cpu()  # (n, heads, h, w)
-        maps = torch.cat([maps.mean(1, keepdim=True), maps], 1)  # head mean first
-        masks = top_mass_mask(maps[:, 0], keep)  # (n, h, w)
-        up = upsample(maps, (tile, tile)).numpy()
-        up_masks = upsample(masks[:, None].float(), (tile, tile))[:, 0].numpy() > 0
-        rows = [
-            [image, render.blend(image, render.heat_colors(up[i, 0]), 0.6)]
-            + [render.mask_overlay(image, up_masks[i])]
-            + [render.blend(image, render.heat_colors(m), 0.6) for m in up[i, 1:]]
-            for i, image in enumerate(tiles)
-        ]
-        heads = [f"head {h}" for h in range(maps.shape[1] - 1)]
-        columns = ["image", "mean", f"top {keep:.0%}", *heads]
+        rows, columns = _attention_rows(backbone, images, tiles, tile, keep)
     else:
-        features = patch_features(backbone, images)  # (n, h, w, D)
-        rgb, _ = pca_rgb(features, bg_threshold)
-        segments = kmeans_segments(features, k)
-        rows = [
-            [
-                image,
-                render.resize((rgb[i] * 255).round().astype(np.uint8), tile, nearest=True),
-                render.blend(image, render.resize(render.label_colors(segments[i]), tile, True)),
-            ]
-            for i, image in enumerate(tiles)
-        ]
-        columns = ["image", "PCA", f"k-means {k}"]
+        rows, columns = _pca_rows(backbone, images, tiles, tile, k, bg_threshold)
     path = render.save_png(render.grid(rows, columns), Path(out_dir) / f"{kind}_{split}.png")
     log.info("wrote %s (%s images %s)", path, split, indices.tolist())
     return path
-
-
-DESCRIPTION = """PNG grids of what a ViT attends to and how its patch features group, on --n
-images spread evenly over a split. attention writes attention_{split}.png: per image (rows) the
-image with its boxes, the head-mean CLS attention, DINO's top --keep mass mask and every head.
-pca writes pca_{split}.png: the image, the foreground PCA in RGB and the k-means segments. Files
-go to RUN/samples/ for a checkpoint, else to --out.
-
-examples:
-  dino-mx visualize attention --ckpt runs/lg --data bccd_roi --data-root ../shared/data --n 8
-  dino-mx visualize pca --ckpt runs/lg --n 8 --k 4
-  dino-mx visualize attention --model dinov2_small --data bloodcells --out figures/"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``dino-mx visualize`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="dino-mx visualize", description=DESCRIPTION, formatter_class=HelpFormatter
-    )
-    parser.add_argument("kind", choices=KINDS, help="attention maps or patch PCA / k-means")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="run directory (latest checkpoint) or checkpoint folder")
-    src.add_argument("--model", help="untrained or pretrained: preset, hub name or HF folder")
-    parser.add_argument(
-        "--which",
-        choices=["teacher", "student"],
-        default="teacher",
-        help="checkpoint network (default: %(default)s)",
-    )
-    parser.add_argument("--data", help="data config group; default the checkpoint's data")
-    parser.add_argument("--data-root", help="folder holding the data files (data.root)")
-    parser.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, repeatable, e.g. data.size=64",
-    )
-    parser.add_argument(
-        "--split",
-        choices=["train", "val", "test"],
-        default="test",
-        help="split the images come from (default: %(default)s)",
-    )
-    parser.add_argument("--n", type=int, default=8, help="images, evenly spaced in the split")
-    parser.add_argument("--image-size", type=int, help="input side (default: global crop size)")
-    parser.add_argument("--keep", type=float, default=0.6, help="attention mass in the mask")
-    parser.add_argument("--k", type=int, default=4, help="k-means segments (pca)")
-    parser.add_argument(
-        "--bg-threshold",
-        type=float,
-        default=0.5,
-        help="PCA background threshold on the first component in [0, 1]; negative: none",
-    )
-    parser.add_argument("--roi-class", help="draw only this class's boxes (name or id)")
-    parser.add_argument("--out", help="output folder (default RUN/samples)")
-    parser.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
-    return parser
-
-
-@reports_errors("dino-mx visualize")
-def main(argv: list[str]) -> int:
-    """Run ``dino-mx visualize``; returns the exit status (2: bad usage or input, one line)."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help and on errors
-        return int(exit_.code or 0)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    path = visualize(
-        args.kind,
-        args.ckpt,
-        model=args.model,
-        which=args.which,
-        data=args.data,
-        data_root=args.data_root,
-        overrides=args.override,
-        split=args.split,
-        n=args.n,
-        image_size=args.image_size,
-        keep=args.keep,
-        k=args.k,
-        bg_threshold=None if args.bg_threshold < 0 else args.bg_threshold,
-        roi_class=args.roi_class,
-        out_dir=args.out,
-        device=args.device,
-    )
-    print(path)
-    return 0

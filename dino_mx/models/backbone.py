@@ -258,3 +258,16 @@ def build_backbone(cfg: ModelConfig, num_channels: int) -> Backbone:
         drop_path_rate=cfg.drop_path_rate,
     )
     return Backbone(model)
+
+
+def build_seeded_backbone(cfg: ModelConfig, num_channels: int, seed: int = 0) -> Backbone:
+    """:func:`build_backbone` frozen, with a random init drawn from ``seed`` in a forked RNG, so
+    every call gives the same weights and the caller's random stream is left as it was.
+
+    What evaluation compares a trained network with (a preset never trained here, or
+    ``pretrained``) and what a distillation test uses as its teacher.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = build_backbone(cfg, num_channels)
+    return backbone.eval().requires_grad_(False)

@@ -1,7 +1,9 @@
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 
-from dino_mx.data import BatchMultiCrop, MultiCrop, build_augment, build_dataset
+from dino_mx.data import BatchMultiCrop, CropRecipe, MultiCrop, build_augment, build_dataset
+from dino_mx.errors import one_line
 from tests.conftest import make_config
 
 OFF = dict(color_jitter=0, grayscale=0, blur=(0, 0, 0), solarize=0, hflip=0)
@@ -9,14 +11,16 @@ OFF = dict(color_jitter=0, grayscale=0, blur=(0, 0, 0), solarize=0, hflip=0)
 
 def batch_crop(channels=3, **kwargs):
     args = dict(global_size=16, local_size=8, n_local=3) | kwargs
-    return BatchMultiCrop(channels, [0.5], [0.25], **args)
+    return BatchMultiCrop(channels, [0.5], [0.25], CropRecipe(**args))
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_views_shapes_and_dtypes_match_the_per_sample_path(channels):
     images = torch.randint(0, 256, (5, channels, 20, 24), dtype=torch.uint8)
     views = batch_crop(channels)(images)
-    per_sample = MultiCrop(channels, [0.5], [0.25], global_size=16, local_size=8, n_local=3)
+    per_sample = MultiCrop(
+        channels, [0.5], [0.25], CropRecipe(global_size=16, local_size=8, n_local=3)
+    )
     reference = per_sample(images[0])
     assert len(views) == batch_crop(channels).n_views == per_sample.n_views == 5
     assert [tuple(v.shape[1:]) for v in views] == [tuple(r.shape) for r in reference]
@@ -46,19 +50,21 @@ def test_four_channels_normalise_flip_and_share_one_brightness_factor():
     images = x.to(torch.uint8).view(1, 4, 1, 1).expand(2, 4, 12, 12).contiguous()
     mean, std = [0.0, 0.5, 0.25, 1.0], [1.0, 0.5, 0.25, 0.5]
     still = dict(global_size=12, local_size=6, n_local=1, global_scale=(1.0, 1.0))
-    views = BatchMultiCrop(4, mean, std, **(still | OFF))(images)
+    views = BatchMultiCrop(4, mean, std, CropRecipe(**(still | OFF)))(images)
     expected = (x / 255 - torch.tensor(mean)) / torch.tensor(std)
     for v in views:
         torch.testing.assert_close(v, expected.view(1, 4, 1, 1).expand_as(v))
     # A horizontal flip (p=1) of a ramp reverses every channel's columns.
     ramp = (torch.arange(12) * 20).to(torch.uint8).expand(2, 4, 12, 12).contiguous()
-    g1 = BatchMultiCrop(4, [0.0], [1.0], **(still | OFF | dict(hflip=1.0)))(ramp)[0]
+    g1 = BatchMultiCrop(4, [0.0], [1.0], CropRecipe(**(still | OFF | dict(hflip=1.0))))(ramp)[0]
     torch.testing.assert_close(g1, ramp.flip(-1).float() / 255)
     # Brightness only (kornia multiplies by one factor b per image): the ratio to the input
     # is the same in all four channels, and differs between the two images.
     jitter = OFF | dict(color_jitter=1.0, brightness=0.4, contrast=0.0)
     torch.manual_seed(0)
-    g1 = BatchMultiCrop(4, [0.0], [1.0], **(still | jitter))(images)[0]  # (2, 4, 12, 12)
+    g1 = BatchMultiCrop(4, [0.0], [1.0], CropRecipe(**(still | jitter)))(images)[
+        0
+    ]  # (2, 4, 12, 12)
     ratio = g1[:, :, 0, 0] / (x / 255)  # (2, 4)
     torch.testing.assert_close(ratio, ratio[:, :1].expand(2, 4))
     assert ((ratio[:, 0] - 1).abs() > 1e-3).all() and (ratio - 1).abs().max() <= 0.4 + 1e-5
@@ -96,7 +102,10 @@ def test_crops_come_from_inside_the_image():
     images = torch.zeros(64, 1, 32, 32, dtype=torch.uint8)
     images[:, :, 8:24, 8:24] = 255  # a quarter of the area
     crop = BatchMultiCrop(
-        1, [0.0], [1.0], global_size=32, local_size=8, n_local=0, **OFF, global_scale=(1.0, 1.0)
+        1,
+        [0.0],
+        [1.0],
+        CropRecipe(global_size=32, local_size=8, n_local=0, **OFF, global_scale=(1.0, 1.0)),
     )
     g1 = crop(images)[0]
     assert g1.min() >= 0 and g1.max() <= 1
@@ -114,12 +123,10 @@ def test_bad_inputs_raise():
 
 
 def test_backend_is_validated_and_label_guidance_stays_per_sample():
-    cfg = make_config("+experiment=smoke", "augment.backend=gpu")
-    dataset = build_dataset(cfg.data, "train")
-    with pytest.raises(
-        ValueError, match="augment.backend 'gpu'; valid choices: per_sample, batched"
-    ):
-        build_augment(cfg.augment, dataset, cfg.data.mean, cfg.data.std)
+    with pytest.raises(ConfigCompositionException) as err:  # a closed choice of the schema
+        make_config("+experiment=smoke", "augment.backend=gpu")
+    assert one_line(err.value) == "augment.backend=gpu: valid choices: per_sample, batched"
+    dataset = build_dataset(make_config("+experiment=smoke").data, "train")
     cfg = make_config("augment=label_guided", "augment.backend=batched")
     with pytest.raises(ValueError, match="augment.backend=per_sample"):
         build_augment(cfg.augment, dataset, cfg.data.mean, cfg.data.std)

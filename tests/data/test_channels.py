@@ -10,6 +10,7 @@ import torch
 
 from dino_mx.data import (
     ConvertChannels,
+    CropRecipe,
     LabelGuidedCrop,
     MultiCrop,
     NpzImageDataset,
@@ -116,7 +117,9 @@ def test_evaluation_normalises_four_channels_and_the_pixel_baseline_sees_them(tm
 
 def test_label_guided_crops_work_on_four_channels():
     still = dict(hflip=0.0, color_jitter=0.0, blur=(0, 0, 0), solarize=0.0)
-    multicrop = MultiCrop(4, [0.0], [1.0], global_size=16, local_size=8, n_local=1, **still)
+    multicrop = MultiCrop(
+        4, [0.0], [1.0], CropRecipe(global_size=16, local_size=8, n_local=1, **still)
+    )
     crop = LabelGuidedCrop(multicrop, 8, roi_crops=2, roi_prob=1.0, roi_jitter=0.0)
     image = torch.zeros(4, 32, 32, dtype=torch.uint8)
     square = torch.tensor([40, 80, 120, 160], dtype=torch.uint8).view(4, 1, 1)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dino_mx.data import (
+    CropRecipe,
     LabelGuidedCrop,
     MultiCrop,
     Regions,
@@ -19,7 +20,7 @@ from dino_mx.data import (
     build_dataset,
     roi_crop_box,
 )
-from dino_mx.engine.trainer import train
+from dino_mx.train import train
 from tests.conftest import SHARED_DATA, make_config
 
 BCCD = SHARED_DATA / "bccd_roi_128.npz"
@@ -28,7 +29,9 @@ PLAIN = dict(color_jitter=0, grayscale=0, blur=(0, 0, 0), solarize=0, hflip=0)
 
 def multicrop(n_local: int = 2, **kwargs) -> MultiCrop:
     """3-channel multi-crop, 32 px globals, 16 px locals, identity normalisation."""
-    return MultiCrop(3, [0.0], [1.0], global_size=32, local_size=16, n_local=n_local, **kwargs)
+    return MultiCrop(
+        3, [0.0], [1.0], CropRecipe(global_size=32, local_size=16, n_local=n_local, **kwargs)
+    )
 
 
 def square_image(boxes: list[tuple[int, int, int, int, int]], size: int = 64) -> torch.Tensor:

@@ -5,13 +5,13 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from dino_mx.data import InfiniteSampler, MultiCrop, SeededAugment
+from dino_mx.data import CropRecipe, InfiniteSampler, MultiCrop, SeededAugment
 from dino_mx.data.multicrop import ChannelJitter
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_views_and_shapes(channels):
-    crop = MultiCrop(channels, [0.5], [0.25], global_size=28, local_size=12, n_local=5)
+    crop = MultiCrop(channels, [0.5], [0.25], CropRecipe(global_size=28, local_size=12, n_local=5))
     image = torch.randint(0, 256, (channels, 32, 40), dtype=torch.uint8)
     views = crop(image)
     assert crop.n_views == 7 and len(views) == 7
@@ -26,15 +26,17 @@ def test_normalisation_maps_pixel_values_exactly():
         3,
         [0.5, 0.25, 0.0],
         [0.5, 0.25, 1.0],
-        global_size=8,
-        local_size=4,
-        n_local=1,
-        global_scale=(1.0, 1.0),
-        local_scale=(1.0, 1.0),
-        color_jitter=0,
-        grayscale=0,
-        blur=(0, 0, 0),
-        solarize=0,
+        CropRecipe(
+            global_size=8,
+            local_size=4,
+            n_local=1,
+            global_scale=(1.0, 1.0),
+            local_scale=(1.0, 1.0),
+            color_jitter=0,
+            grayscale=0,
+            blur=(0, 0, 0),
+            solarize=0,
+        ),
     )
     views = crop(torch.full((3, 8, 8), 255, dtype=torch.uint8))
     for v in views:
@@ -42,7 +44,7 @@ def test_normalisation_maps_pixel_values_exactly():
 
 
 def test_medical_preset_has_no_colour_distortion_and_grey_skips_colour_ops():
-    medical = MultiCrop(3, [0.5], [0.5], saturation=0, hue=0, grayscale=0, solarize=0)
+    medical = MultiCrop(3, [0.5], [0.5], CropRecipe(saturation=0, hue=0, grayscale=0, solarize=0))
     kinds = {type(t).__name__ for t in medical.global_2.transforms}
     assert "RandomSolarize" not in kinds and "RandomGrayscale" not in kinds
     grey = MultiCrop(1, [0.5], [0.5])
@@ -79,19 +81,21 @@ STILL = dict(
 
 
 def test_four_channels_normalise_each_channel_with_its_own_statistics():
-    crop = MultiCrop(4, [0.0, 0.5, 0.25, 1.0], [1.0, 0.5, 0.25, 0.5], **STILL)
+    crop = MultiCrop(4, [0.0, 0.5, 0.25, 1.0], [1.0, 0.5, 0.25, 0.5], CropRecipe(**STILL))
     views = crop(torch.full((4, 8, 8), 255, dtype=torch.uint8))
     assert [tuple(v.shape) for v in views] == [(4, 8, 8), (4, 8, 8), (4, 4, 4)]
     for v in views:  # (1 - mean) / std per channel
         torch.testing.assert_close(v, torch.tensor([1.0, 1.0, 3.0, 0.0]).view(4, 1, 1).expand_as(v))
     # One value broadcast: (51 / 255 - 0.5) / 0.5 = -0.6 in every channel.
-    views = MultiCrop(4, [0.5], [0.5], **STILL)(torch.full((4, 8, 8), 51, dtype=torch.uint8))
+    views = MultiCrop(4, [0.5], [0.5], CropRecipe(**STILL))(
+        torch.full((4, 8, 8), 51, dtype=torch.uint8)
+    )
     torch.testing.assert_close(views[0], torch.full((4, 8, 8), -0.6))
 
 
 def test_four_channels_flip_and_solarise_every_channel():
     image = torch.arange(4 * 8 * 8, dtype=torch.int64).remainder(256).to(torch.uint8).view(4, 8, 8)
-    crop = MultiCrop(4, [0.0], [1.0], **(STILL | dict(hflip=1.0, solarize=1.0)))
+    crop = MultiCrop(4, [0.0], [1.0], CropRecipe(**(STILL | dict(hflip=1.0, solarize=1.0))))
     g1, g2, _ = crop(image)
     flipped = image.flip(-1).float() / 255
     torch.testing.assert_close(g1, flipped)
@@ -102,7 +106,7 @@ def test_four_channels_flip_and_solarise_every_channel():
 
 def test_four_channel_jitter_scales_every_channel_by_the_same_brightness_factor():
     # Contrast off: ChannelJitter maps each channel x to floor(b * x) for one b in [0.6, 1.4].
-    crop = MultiCrop(4, [0.0], [1.0], **(STILL | dict(color_jitter=1.0, contrast=0.0)))
+    crop = MultiCrop(4, [0.0], [1.0], CropRecipe(**(STILL | dict(color_jitter=1.0, contrast=0.0))))
     jitters = [t.transforms[0] for t in crop.global_1.transforms if isinstance(t, v2.RandomApply)]
     assert [type(j) for j in jitters] == [ChannelJitter]  # not ColorJitter: it refuses C = 4
     x = torch.tensor([40.0, 80.0, 120.0, 160.0])  # at most 224 after b = 1.4: no clipping
@@ -133,9 +137,12 @@ def test_channel_jitter_equals_torchvision_on_grey_and_blends_with_the_mean_of_a
 
 
 def test_rgb_only_operations_are_skipped_and_logged_for_four_channels(caplog):
-    with caplog.at_level(logging.INFO, logger="dino_mx.data.multicrop"):
+    with caplog.at_level(logging.INFO, logger="dino_mx.data.crop_recipe"):
         crop = MultiCrop(
-            4, [0.5], [0.5], global_size=16, local_size=8, saturation=0.2, hue=0.1, grayscale=0.2
+            4,
+            [0.5],
+            [0.5],
+            CropRecipe(global_size=16, local_size=8, saturation=0.2, hue=0.1, grayscale=0.2),
         )
     assert "4-channel images: augment.saturation=0.2, augment.hue=0.1, augment.grayscale=0.2" in (
         caplog.text
@@ -164,7 +171,7 @@ def test_sampler_is_deterministic_sharded_and_resumable():
 
 def test_seeded_augment_repeats_crops_and_leaves_global_rng_alone():
     data = [(torch.randint(0, 256, (1, 20, 20), dtype=torch.uint8), 0)]
-    ds = SeededAugment(data, MultiCrop(1, [0.5], [0.5], global_size=16, local_size=8))
+    ds = SeededAugment(data, MultiCrop(1, [0.5], [0.5], CropRecipe(global_size=16, local_size=8)))
     state = torch.get_rng_state()
     a, b, c = ds[(0, 7)][0], ds[(0, 7)][0], ds[(0, 8)][0]
     assert torch.equal(torch.get_rng_state(), state)

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 from PIL import Image
 
 from dino_mx.data import build_dataset, load_coco, load_roi_npz
+from dino_mx.errors import one_line
 from tests.conftest import SHARED_DATA, make_config
 
 BCCD = SHARED_DATA / "bccd_roi_128.npz"
@@ -87,9 +89,11 @@ def test_coco_json_next_to_an_image_folder(tmp_path):
 
 
 def test_unknown_format_lists_the_valid_ones(tmp_path):
-    cfg = make_config("data=bccd_roi", f"data.root={tmp_path}", "data.format=hdf5").data
-    with pytest.raises(ValueError, match="medmnist, npz, imagefolder, roi_npz, coco"):
-        build_dataset(cfg)
+    with pytest.raises(ConfigCompositionException) as err:  # a closed choice of the schema
+        make_config("data=bccd_roi", f"data.root={tmp_path}", "data.format=hdf5")
+    assert one_line(err.value) == (
+        "data.format=hdf5: valid choices: medmnist, npz, imagefolder, roi_npz, coco"
+    )
 
 
 @pytest.mark.skipif(not BCCD.is_file(), reason=f"shared BCCD file absent: {BCCD}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from dino_mx.engine.divergence import DivergedError
-from dino_mx.engine.trainer import Trainer, make_accelerator
+from dino_mx.checkpoint import DivergedError
+from dino_mx.engine.run import build_trainer, make_accelerator
 from tests.conftest import make_config
 
 run_dir, out_dir, overrides = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
@@ -20,18 +20,19 @@ cfg = make_config(
     *overrides,
 )
 acc = make_accelerator(cfg, run_dir)
-trainer = Trainer(cfg, run_dir, acc)
+trainer = build_trainer(cfg, run_dir, acc)
 if os.environ.get("DINO_MX_TEST_NAN_RANK") == str(acc.process_index):
     # Fault injection: this rank's loss is NaN from step 1 on, the other ranks' stays finite.
-    compute = type(trainer.method).__call__
+    objective = trainer.objective
+    compute = objective.forward
 
-    def poisoned(self, *args, **kwargs):
-        out = compute(self, *args, **kwargs)
+    def poisoned(*args, **kwargs):
+        out = compute(*args, **kwargs)
         if trainer.state.step >= 1:
             out.loss = out.loss * float("nan")
         return out
 
-    type(trainer.method).__call__ = poisoned
+    objective.forward = poisoned
 try:
     trainer.fit()
 except DivergedError as error:  # every rank must get here, with the same message
@@ -40,9 +41,9 @@ except DivergedError as error:  # every rank must get here, with the same messag
 torch.save(
     {
         "world_size": acc.num_processes,
-        "student": acc.unwrap_model(trainer.student).state_dict(),
+        "student": trainer.student.state_dict(),
         "teacher": trainer.teacher.state_dict(),
-        "loss": trainer.loss_fn.state_dict(),  # the teacher centres
+        "loss": trainer.objective.state_dict(),  # the teacher centres
     },
     out_dir / f"rank{acc.process_index}.pt",
 )

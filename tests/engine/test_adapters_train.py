@@ -10,11 +10,14 @@ import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
-from dino_mx.engine.checkpoint import latest_checkpoint, load_component
-from dino_mx.engine.frozen_base import BASE_DIR, read_base_reference
-from dino_mx.engine.trainer import Trainer, make_accelerator, train
+from dino_mx.checkpoint import latest_checkpoint, load_backbone_from_checkpoint, load_component
+from dino_mx.checkpoint.format import BASE_DIR
+from dino_mx.checkpoint.frozen_base import read_base_reference
+from dino_mx.engine.run import build_trainer, make_accelerator
+from dino_mx.engine.trainer import Trainer
 from dino_mx.eval.cli import evaluate_knn
-from dino_mx.eval.features import load_backbone_from_checkpoint
+from dino_mx.eval.network import NetworkSpec
+from dino_mx.train import train
 from tests.conftest import make_config
 
 LORA = ["adapter=lora", "adapter.r=4", "adapter.alpha=8", "optim.lr=5e-3"]
@@ -24,7 +27,7 @@ def run_trainer(cfg, run: Path) -> Trainer:
     """:func:`train`, keeping the trainer to look at the networks it trained."""
     set_seed(cfg.trainer.seed)
     run.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run, make_accelerator(cfg, run))
+    trainer = build_trainer(cfg, run, make_accelerator(cfg, run))
     trainer.fit()
     return trainer
 
@@ -46,7 +49,7 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, dict, P
     )
     set_seed(cfg.trainer.seed)
     run.mkdir(parents=True)
-    trainer = Trainer(cfg, run, make_accelerator(cfg, run))
+    trainer = build_trainer(cfg, run, make_accelerator(cfg, run))
     before = snapshot(trainer.student)
     trainer.fit()
     return trainer, before, run
@@ -111,10 +114,11 @@ def test_lora_checkpoint_evaluates_as_the_trained_teacher(lora_run):
         expected = trainer.teacher.backbone(x)[0]  # adapters not merged
         torch.testing.assert_close(backbone(x)[0], expected, rtol=1e-4, atol=1e-5)
     assert step == 3
-    knn = evaluate_knn(run, ks=(5,), split="val", device="cpu")
+    knn = evaluate_knn(NetworkSpec(run), ks=(5,), split="val", device="cpu")
     assert 0.25 < knn["metrics"]["5"]["accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_resuming_a_lora_run_restores_the_adapters_exactly(tmp_path):
     def cfg(run: Path, *extra: str):
         return make_config(
@@ -137,7 +141,7 @@ def test_resuming_a_lora_run_restores_the_adapters_exactly(tmp_path):
 
     resume = cfg(resumed, "trainer.resume=true")
     set_seed(resume.trainer.seed)
-    trainer = Trainer(resume, resumed, make_accelerator(resume, resumed))
+    trainer = build_trainer(resume, resumed, make_accelerator(resume, resumed))
     trainer.resume()  # what fit() starts with
     saved = load_file(resumed / "checkpoints/step_0000002/model.safetensors")
     saved_teacher = load_component(resumed / "checkpoints/step_0000002", "teacher")
@@ -165,7 +169,7 @@ def test_freeze_keeps_the_first_blocks_and_trains_the_rest(tmp_path):
     )
     set_seed(cfg.trainer.seed)
     run.mkdir()
-    trainer = Trainer(cfg, run, make_accelerator(cfg, run))
+    trainer = build_trainer(cfg, run, make_accelerator(cfg, run))
     before = snapshot(trainer.student)
     trainer.fit()
     after = snapshot(trainer.student)
@@ -191,6 +195,7 @@ def test_freezing_more_blocks_than_the_model_has_fails_naming_the_depth(tmp_path
 
 
 @pytest.mark.parametrize("experiment", ["pneumonia_lora", "pneumonia_freeze"])
+@pytest.mark.slow
 def test_cpu_adapter_experiments_train(experiment, tmp_path):
     # As configured but for two steps at a smaller batch, to keep the suite fast.
     cfg = make_config(

@@ -15,7 +15,8 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
-from dino_mx.engine.trainer import Trainer, make_accelerator
+from dino_mx.engine.run import build_trainer, make_accelerator
+from dino_mx.engine.trainer import Trainer
 from tests.conftest import make_config
 
 TINY = ("trainer.max_steps=2", "trainer.batch_size=4", "model.depth=1", "trainer.progress=false")
@@ -46,7 +47,7 @@ def run(tmp: Path, precision: str) -> tuple[Trainer, Path, set[torch.dtype]]:
     )
     set_seed(cfg.trainer.seed)
     run_dir.mkdir(parents=True)
-    trainer = Trainer(cfg, run_dir, make_accelerator(cfg, run_dir))
+    trainer = build_trainer(cfg, run_dir, make_accelerator(cfg, run_dir))
     seen: set[torch.dtype] = set()
     handles = linear_output_dtypes(trainer.student, seen) + linear_output_dtypes(
         trainer.teacher, seen
@@ -91,7 +92,7 @@ def test_bf16_keeps_master_weights_teacher_and_centre_in_fp32(runs):
     for state in trainer.optimizer.state.values():
         for key, value in state.items():
             assert value.dtype == torch.float32, (key, value.dtype)
-    centres = dict(trainer.loss_fn.named_buffers())
+    centres = dict(trainer.objective.named_buffers())
     assert any(n.endswith("center") for n in centres)
     for name, buffer in centres.items():
         assert buffer.dtype == torch.float32, name

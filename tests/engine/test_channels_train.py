@@ -10,10 +10,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-from dino_mx.engine.checkpoint import latest_checkpoint, load_component
-from dino_mx.engine.trainer import train
+from dino_mx.checkpoint import latest_checkpoint, load_component
 from dino_mx.eval.cli import evaluate_knn
+from dino_mx.eval.network import NetworkSpec
 from dino_mx.export import export_checkpoint
+from dino_mx.train import train
 
 PATCH_WEIGHT = "backbone.model.embeddings.patch_embeddings.projection.weight"
 
@@ -71,13 +72,12 @@ def test_four_channel_run_trains_evaluates_and_exports(tmp_path, smoke_config):
     assert student[PATCH_WEIGHT].shape == (24, 4, 4, 4)  # (D, C, p, p)
     assert load_component(ckpt, "teacher")[PATCH_WEIGHT].shape == (24, 4, 4, 4)
 
-    knn = evaluate_knn(run, ks=(3,), split="test")
+    knn = evaluate_knn(NetworkSpec(run), ks=(3,), split="test")
     accuracy = knn["metrics"]["3"]["accuracy"]
     assert 0.0 <= accuracy <= 1.0
     # Raw pixels on the same data: channel 3 separates the classes, so k-NN is exact.
-    pixels = evaluate_knn(
-        baseline="pixels", data="bloodcells", overrides=data_overrides[1:], ks=(3,), split="test"
-    )
+    pixels_spec = NetworkSpec(baseline="pixels", data="bloodcells", overrides=data_overrides[1:])
+    pixels = evaluate_knn(pixels_spec, ks=(3,), split="test")
     assert pixels["metrics"]["3"]["accuracy"] == 1.0
 
     exported = export_checkpoint(run, tmp_path / "export")

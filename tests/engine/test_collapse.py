@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dino_mx.engine.collapse import CollapseGuard, build_collapse_guard, mean_over_processes
-from dino_mx.engine.methods import teacher_entropies
+from dino_mx.losses.objective import teacher_entropies
 from tests.conftest import make_config
 
 LOG4 = math.log(4)  # 1.3863: the entropy of a uniform target over 4 prototypes

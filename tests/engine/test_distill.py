@@ -11,28 +11,35 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.utils import set_seed
+from hydra.errors import ConfigCompositionException
 from omegaconf.errors import MissingMandatoryValue
 from safetensors.torch import load_file
 
-from dino_mx.engine.checkpoint import latest_checkpoint, load_component
-from dino_mx.engine.distill import build_distiller, load_teacher_backbone, view_indices
-from dino_mx.engine.trainer import Trainer, make_accelerator, train
-from dino_mx.eval.features import load_backbone_from_checkpoint
+from dino_mx.checkpoint import latest_checkpoint, load_backbone_from_checkpoint, load_component
+from dino_mx.data.views import view_indices
+from dino_mx.engine.distill import build_distill_term, load_teacher_backbone
+from dino_mx.engine.run import build_trainer, make_accelerator
+from dino_mx.errors import one_line
 from dino_mx.export import export_checkpoint
 from dino_mx.models import adapt_input_channels
+from dino_mx.train import train
 from tests.conftest import make_config
 
 # Student: the smoke ViT (48 wide); teacher: the vit_micro preset (96 wide) at random init.
 DISTILL = ["distill=teacher", "distill.model=vit_micro"]
 
 
-def build(run: Path, *overrides: str):
-    cfg = make_config(
+def config(run: Path, *overrides: str):
+    return make_config(
         "+experiment=smoke", f"paths.output_dir={run}", "trainer.progress=false", *overrides
     )
+
+
+def build(run: Path, *overrides: str):
+    cfg = config(run, *overrides)
     set_seed(cfg.trainer.seed)
     run.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run, make_accelerator(cfg, run))
+    return build_trainer(cfg, run, make_accelerator(cfg, run))
 
 
 def logs(run: Path) -> list[dict]:
@@ -48,15 +55,15 @@ def distill_run(tmp_path_factory: pytest.TempPathFactory):
     """Three steps distilling vit_micro into the smoke student."""
     run = tmp_path_factory.mktemp("distill") / "run"
     trainer = build(run, *DISTILL, "trainer.max_steps=3")
-    teacher_before = snapshot(trainer.distiller.teacher)
-    student_before = snapshot(trainer.student)
+    teacher_before = snapshot(trainer.objective.distill.teacher)
+    projector_before = snapshot(trainer.objective.distill.projector)
     trainer.fit()
-    return trainer, teacher_before, student_before, run
+    return trainer, teacher_before, projector_before, run
 
 
 def test_the_teacher_is_frozen_bit_identical_and_gradient_free(distill_run):
     trainer, teacher_before, _, _ = distill_run
-    teacher = trainer.distiller.teacher
+    teacher = trainer.objective.distill.teacher
     assert not teacher.training
     for name, p in teacher.named_parameters():
         assert not p.requires_grad and p.grad is None, name
@@ -67,13 +74,16 @@ def test_the_teacher_is_frozen_bit_identical_and_gradient_free(distill_run):
 
 
 def test_the_projection_trains_and_both_losses_are_logged(distill_run):
-    trainer, _, student_before, run = distill_run
-    projector = {n: p for n, p in trainer.student.named_parameters() if n.startswith("projector.")}
-    assert projector["projector.0.weight"].shape == (96, 48)  # student 48 -> teacher 96
+    trainer, _, projector_before, run = distill_run
+    projector = dict(trainer.objective.distill.projector.named_parameters())
+    assert projector["0.weight"].shape == (96, 48)  # student 48 -> teacher 96
     report = (run / "parameters.txt").read_text()
     assert "projector          4,704         4,704  100.00" in report  # 48 * 96 + 96
     for name, p in projector.items():
-        assert not torch.equal(p, student_before[name]), name
+        assert not torch.equal(p, projector_before[name]), name
+    # The projector trains with the student: the optimiser holds it.
+    optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert {id(p) for p in projector.values()} <= optimised
     for entry in logs(run):
         assert math.isfinite(entry["loss/distill"]) and entry["loss/distill"] > 0
         # weight 1: the total is the self-distillation loss plus the distillation loss.
@@ -87,10 +97,10 @@ def test_checkpoints_hold_no_teacher_weights(distill_run):
     ckpt = latest_checkpoint(run)
     stored = list(load_file(ckpt / "model.safetensors").values())
     stored += list(load_component(ckpt, "teacher").values())  # the EMA teacher
-    teacher = list(trainer.distiller.teacher.state_dict().values())
+    teacher = list(trainer.objective.distill.teacher.state_dict().values())
     for t in teacher:
         assert not any(s.shape == t.shape and torch.equal(s, t) for s in stored), t.shape
-    # The student (projector included) and its EMA copy: nothing else.
+    # The student and its EMA copy: nothing else (the projector is the objective's state).
     student_numel = sum(p.numel() for p in trainer.student.state_dict().values())
     assert sum(s.numel() for s in stored) == 2 * student_numel
     assert (run / "config.yaml").read_text().count("model: vit_micro") == 1
@@ -116,6 +126,7 @@ def test_weight_zero_is_exactly_the_self_distillation_loss(tmp_path):
         assert torch.equal(p, zero_student[name]), name
 
 
+@pytest.mark.slow
 def test_a_width_mismatch_192_to_384_trains_with_finite_loss(tmp_path):
     run = tmp_path / "run"
     trainer = build(
@@ -126,10 +137,10 @@ def test_a_width_mismatch_192_to_384_trains_with_finite_loss(tmp_path):
         "model.depth=1",
         "trainer.max_steps=2",
     )
-    assert trainer.distiller.teacher.embed_dim == 384
+    assert trainer.objective.distill.teacher.embed_dim == 384
     trainer.fit()
     assert all(math.isfinite(e["loss/distill"]) for e in logs(run))
-    assert trainer.student.projector[0].weight.shape == (384, 192)
+    assert trainer.objective.distill.projector[0].weight.shape == (384, 192)
 
 
 @pytest.mark.parametrize(
@@ -144,29 +155,32 @@ def test_a_width_mismatch_192_to_384_trains_with_finite_loss(tmp_path):
 def test_distillation_composes_with_adapters_methods_and_losses(tmp_path, overrides):
     run = tmp_path / "run"
     trainer = build(run, *DISTILL, "trainer.max_steps=2", *overrides)
-    teacher_before = snapshot(trainer.distiller.teacher)
+    teacher_before = snapshot(trainer.objective.distill.teacher)
     trainer.fit()
     entries = logs(run)
     assert all(math.isfinite(e["loss/distill"]) and math.isfinite(e["loss"]) for e in entries)
-    for name, p in trainer.distiller.teacher.named_parameters():
+    for name, p in trainer.objective.distill.teacher.named_parameters():
         assert torch.equal(p, teacher_before[name]), name
     if "method=dinov2" in overrides:
         assert "loss/ibot" in entries[-1]
 
 
+@pytest.mark.slow
 def test_resuming_a_distilled_run_restores_the_projection(tmp_path):
     common = [*DISTILL, "trainer.max_steps=4", "trainer.save_every=2", "trainer.keep_last=0"]
     straight = tmp_path / "straight"
-    train(build(straight, *common).cfg, straight)
+    train(config(straight, *common), straight)
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(straight / "checkpoints/step_0000002", resumed / "checkpoints/step_0000002")
-    train(build(resumed, *common, "trainer.resume=true").cfg, resumed)
-    a = load_file(straight / "checkpoints/step_0000004/model.safetensors")
-    b = load_file(resumed / "checkpoints/step_0000004/model.safetensors")
-    assert any(k.startswith("projector.") for k in a) and a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    train(config(resumed, *common, "trainer.resume=true"), resumed)
+    for name in ("model", "loss"):  # the student; the objective's state, projector included
+        a = load_file(straight / f"checkpoints/step_0000004/{name}.safetensors")
+        b = load_file(resumed / f"checkpoints/step_0000004/{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert "distill.projector.0.weight" in a
 
 
 def test_teachers_come_from_runs_and_exported_folders_with_adapted_channels(distill_run, tmp_path):
@@ -189,7 +203,7 @@ def test_teachers_come_from_runs_and_exported_folders_with_adapted_channels(dist
 def test_bad_teacher_settings_fail_naming_what_to_change(tmp_path):
     def distiller(*overrides: str):
         cfg = make_config("+experiment=smoke", *overrides)
-        return build_distiller(cfg.distill, 1, 48, cfg.augment, torch.device("cpu"))
+        return build_distill_term(cfg.distill, 1, 48, cfg.augment, torch.device("cpu"))
 
     assert distiller() is None  # distill=none
     with pytest.raises((ValueError, MissingMandatoryValue), match="distill.model"):
@@ -199,10 +213,12 @@ def test_bad_teacher_settings_fail_naming_what_to_change(tmp_path):
     distiller(*DISTILL, "augment.local_size=10", "distill.teacher_views=global")  # not seen
     with pytest.raises(ValueError, match="no local crops"):
         distiller(*DISTILL, "augment.n_local=0")
-    with pytest.raises(ValueError, match="valid choices: none, teacher"):
+    with pytest.raises(ConfigCompositionException) as err:
         distiller("distill.name=student")
-    with pytest.raises(ValueError, match="valid choices: global, local, all"):
+    assert one_line(err.value) == "distill.name=student: valid choices: none, teacher"
+    with pytest.raises(ConfigCompositionException) as err:
         distiller(*DISTILL, "distill.student_views=some")
+    assert one_line(err.value) == "distill.student_views=some: valid choices: global, local, all"
     with pytest.raises(OSError, match="HF_HUB_OFFLINE"):
         distiller("distill=teacher", "distill.model=facebook/not-a-cached-model")
 

@@ -37,6 +37,7 @@ def torchrun(*args, cwd):
     [(), ("method=dinov2", "method.ibot.separate_head=true", "model.arch=dinov2")],
     ids=["dinov1", "dinov2"],
 )
+@pytest.mark.slow
 def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path, overrides):
     torchrun(
         str(ROOT / "tests/engine/dist_worker.py"),
@@ -58,6 +59,7 @@ def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path,
 
 
 @pytest.mark.dist
+@pytest.mark.slow
 def test_train_script_runs_under_torchrun(tmp_path):
     run = tmp_path / "run"
     torchrun(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dino_mx.engine.trainer import train
+from dino_mx.train import train
 from tests.conftest import make_config
 
 ROI_SIZE = 32

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from dino_mx.cli import main as dino_mx_main
-from dino_mx.config import config_dir
 from dino_mx.eval.cli import evaluate_knn, evaluate_linear, main
-from dino_mx.eval.network import compose_train_config
+from dino_mx.eval.network import NetworkSpec
 from tests.eval.conftest import TINY, train_tiny_run
 
 RECORD_KEYS = {
@@ -103,11 +101,12 @@ def test_knn_on_a_run_writes_json_and_reuses_features(
     assert json.loads((run / "eval" / "knn.json").read_text()) == result
 
     with caplog.at_level(logging.INFO, logger="dino_mx.eval.features"):
-        again = evaluate_knn(run, ks=(5, 20))
+        again = evaluate_knn(NetworkSpec(run), ks=(5, 20))
     assert caplog.text.count("features: cache hit") == 2  # train and test
     assert again["metrics"] == result["metrics"]
 
 
+@pytest.mark.slow
 def test_linear_on_a_run_student(run: Path) -> None:
     assert main(["linear", "--ckpt", str(run), "--which", "student", "--cs", "0.1", "1"]) == 0
     result = json.loads((run / "eval" / "linear_student.json").read_text())
@@ -167,7 +166,7 @@ def test_model_preset_baseline_works_offline(
 
 
 def test_other_data_and_splits_do_not_overwrite_the_runs_results(run: Path, tmp_path: Path) -> None:
-    own = evaluate_knn(run, ks=(5,))
+    own = evaluate_knn(NetworkSpec(run), ks=(5,))
     options = write_toy_npz(tmp_path / "toy.npz")
     options += ["--override", "data.size=28"]  # the run's size: the name shows only the data
     assert main(["knn", "--ckpt", str(run), *options, "--k", "5"]) == 0
@@ -208,9 +207,10 @@ def write_chestmnist(root: Path, seed: int = 0) -> None:
 
 def test_chestmnist_layout_end_to_end(tmp_path: Path) -> None:
     write_chestmnist(tmp_path)
-    data = {"data": "medmnist", "overrides": ["data.flag=chestmnist", f"data.root={tmp_path}"]}
-    knn = evaluate_knn(baseline="pixels", ks=(10,), **data)
-    linear = evaluate_linear(baseline="pixels", cs=(0.1, 1.0), **data)
+    overrides = ["data.flag=chestmnist", f"data.root={tmp_path}"]
+    pixels = NetworkSpec(baseline="pixels", data="medmnist", overrides=overrides)
+    knn = evaluate_knn(pixels, ks=(10,))
+    linear = evaluate_linear(pixels, cs=(0.1, 1.0))
     for result in (knn, linear):
         assert (result["task"], result["data"]["name"]) == (
             "multi-label, binary-class",
@@ -233,12 +233,3 @@ def test_usage_errors(run: Path, capsys: pytest.CaptureFixture) -> None:
     err = capsys.readouterr().err
     assert err.startswith("dino-mx eval: error: ") and "fixes the model" in err
     assert err.count("\n") == 1
-
-
-def test_data_group_composes_inside_an_outer_hydra_context() -> None:
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        outer = compose("train", overrides=["+experiment=smoke"])
-        inner = compose_train_config(["data=bloodcells", "data.size=28"])
-        again = compose("train", overrides=["+experiment=smoke"])  # outer context restored
-    assert inner.data.name == "bloodcells" and inner.data.file == "bloodcells_wbc_28.npz"
-    assert outer == again

@@ -10,6 +10,7 @@ import torch
 
 from dino_mx.cli import main as dino_mx_main
 from dino_mx.eval.localize import box_mask, evaluate_localize, localization_scores
+from dino_mx.eval.network import NetworkSpec
 
 BOX = torch.tensor([[0.0, 0.0, 4.0, 4.0]])  # the top-left 2 x 2 patches of an 8 px image
 
@@ -62,7 +63,7 @@ def test_scores_on_a_non_aligned_box_and_a_larger_image():
 
 
 def test_evaluate_localize_writes_per_image_and_mean_scores(roi_run, capsys):
-    result = evaluate_localize(roi_run, roi_class="WBC")
+    result = evaluate_localize(NetworkSpec(roi_run), roi_class="WBC")
     assert (
         result["n_images"] == 4 and result["n_skipped"] == 0 and result["data"]["image_size"] == 16
     )
@@ -73,7 +74,7 @@ def test_evaluate_localize_writes_per_image_and_mean_scores(roi_run, capsys):
     saved = json.loads((roi_run / "eval" / "localize.json").read_text())
     assert saved["metrics"] == pytest.approx(result["metrics"]) and saved["roi_class"] == "WBC"
     # RBC boxes only exist in even images: two test images are skipped.
-    rbc = evaluate_localize(roi_run, roi_class="RBC", image_size=32)
+    rbc = evaluate_localize(NetworkSpec(roi_run), roi_class="RBC", image_size=32)
     assert rbc["n_images"] == 2 and rbc["n_skipped"] == 2
     assert rbc["metrics"]["box_fraction"] == pytest.approx(16 / 1024)  # 4 x 4 px of 32 x 32
     # The command prints the scores and accepts the same options.

@@ -11,8 +11,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dino_mx.engine.trainer import train
-from dino_mx.eval.features import load_backbone_from_checkpoint
+from dino_mx.checkpoint import load_backbone_from_checkpoint
 from dino_mx.eval.monitor import (
     PAD,
     TITLE,
@@ -23,6 +22,7 @@ from dino_mx.eval.monitor import (
     tile_size,
 )
 from dino_mx.models import build_backbone
+from dino_mx.train import train
 from tests.conftest import make_config
 
 # One block of width 24 with vit_micro's 3 heads and patch 4: 28 px images are a 7x7 grid.

@@ -1,4 +1,5 @@
-"""Help texts of ``dino-mx eval`` and ``dino-mx visualize``: whole sentences, every option."""
+"""Help texts of ``dino-mx eval`` and ``dino-mx visualize``: whole sentences, every option; the
+network options alike in every command and read back as one NetworkSpec."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import argparse
 import pytest
 
 from dino_mx.cli import main as dino_mx_main
-from dino_mx.eval.parser import build_parser
-from dino_mx.eval.visualize import build_parser as build_visualize_parser
+from dino_mx.eval.network import NetworkSpec
+from dino_mx.eval.parser import build_parser, build_visualize_parser, network_spec
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
@@ -55,3 +56,38 @@ def test_eval_help_through_the_dino_mx_command(capsys: pytest.CaptureFixture) ->
     assert "Files go to RUN/samples/ for a checkpoint, else to --out." in " ".join(
         capsys.readouterr().out.split()
     )
+
+
+NETWORK_OPTIONS = ("--ckpt", "--model", "--which", "--data", "--data-root", "--override")
+
+
+def _option_help(parser: argparse.ArgumentParser, option: str) -> str | None:
+    return next(a.help for a in parser._actions if option in a.option_strings)
+
+
+def test_every_command_explains_the_network_options_alike() -> None:
+    parsers = {k: p for k, p in _parsers().items() if k != "eval"}
+    reference = parsers["eval knn"]
+    for name, parser in parsers.items():
+        for option in NETWORK_OPTIONS:
+            expected = _option_help(reference, option)
+            if name == "visualize" and option == "--data":  # no --baseline to default for
+                expected = expected.replace("--model/--baseline", "--model")
+            assert _option_help(parser, option) == expected, (name, option)
+
+
+def test_options_become_one_network_spec() -> None:
+    argv = ["--baseline", "pixels", "--data", "medmnist", "--override", "data.flag=chestmnist"]
+    for command in ("knn", "linear", "localize"):
+        args = build_parser().parse_args([command, *argv])
+        assert network_spec(args) == NetworkSpec(
+            baseline="pixels", data="medmnist", overrides=("data.flag=chestmnist",)
+        )
+    args = build_visualize_parser().parse_args(["pca", "--ckpt", "runs/lg", "--which", "student"])
+    assert network_spec(args) == NetworkSpec(ckpt="runs/lg", which="student")
+
+
+def test_visualize_offers_no_baseline(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        build_visualize_parser().parse_args(["pca", "--model", "vit_micro", "--baseline", "pixels"])
+    assert "unrecognized arguments: --baseline" in capsys.readouterr().err

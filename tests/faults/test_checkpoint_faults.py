@@ -18,16 +18,17 @@ from accelerate.utils import set_seed
 from omegaconf import DictConfig
 from safetensors.torch import load_file
 
-from dino_mx.engine.checkpoint import (
+from dino_mx.checkpoint import (
+    DivergedError,
     LegacyCheckpointError,
     latest_checkpoint,
     list_checkpoints,
     load_component,
 )
-from dino_mx.engine.divergence import DivergedError
-from dino_mx.engine.trainer import Trainer, make_accelerator, train
+from dino_mx.engine.run import build_trainer, make_accelerator
 from dino_mx.errors import UserError
 from dino_mx.eval.cli import main as eval_main
+from dino_mx.train import train
 from tests.conftest import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,8 +139,8 @@ def test_weights_that_turn_nan_are_never_saved_and_latest_stays_good(tmp_path, s
     cfg = smoke_config(run, "trainer.max_steps=5", "trainer.save_every=1", "trainer.keep_last=1")
     set_seed(cfg.trainer.seed)
     run.mkdir()
-    trainer = Trainer(cfg, run, make_accelerator(cfg, run))
-    step = trainer._step
+    trainer = build_trainer(cfg, run, make_accelerator(cfg, run))
+    step = trainer.step
 
     def poisoned_step(*args, **kwargs):  # the third update leaves one NaN in the student
         out = step(*args, **kwargs)
@@ -148,7 +149,7 @@ def test_weights_that_turn_nan_are_never_saved_and_latest_stays_good(tmp_path, s
                 next(trainer.student.parameters()).view(-1)[0] = float("nan")
         return out
 
-    trainer._step = poisoned_step
+    trainer.step = poisoned_step
     with pytest.raises(DivergedError) as error:
         trainer.fit()
     good = run / "checkpoints" / "step_0000002"
@@ -168,7 +169,7 @@ def test_an_infinite_lr_that_slips_past_validation_saves_nothing(tmp_path, smoke
     set_seed(cfg.trainer.seed)
     run.mkdir()
     with pytest.raises(DivergedError, match="no checkpoint was saved before it") as error:
-        Trainer(cfg, run, make_accelerator(cfg, run)).fit()
+        build_trainer(cfg, run, make_accelerator(cfg, run)).fit()
     assert "lower optim.lr" in str(error.value) and "\n" not in str(error.value)
     assert list_checkpoints(run) == [] and latest_checkpoint(run) is None
     assert not list((run / "checkpoints").glob(".tmp_*"))
@@ -188,7 +189,7 @@ def test_an_exploding_lr_leaves_only_finite_checkpoints_and_a_latest_that_loads(
     for ckpt in list_checkpoints(run):
         assert_all_finite(ckpt)
     cfg = smoke_config(run, *common, "trainer.resume=true")
-    trainer = Trainer(cfg, run, make_accelerator(cfg, run))
+    trainer = build_trainer(cfg, run, make_accelerator(cfg, run))
     trainer.resume()
     assert trainer.state.step == int(latest_checkpoint(run).name.removeprefix("step_"))
 
@@ -208,6 +209,7 @@ def test_stale_temporary_folders_are_removed_at_start(tmp_path, smoke_config):
 
 
 @pytest.mark.dist
+@pytest.mark.slow
 def test_a_nan_loss_on_one_of_two_processes_stops_both_with_one_message(tmp_path):
     env = {
         **os.environ,

@@ -15,8 +15,8 @@ import math
 
 import pytest
 
-from dino_mx.engine.checkpoint import latest_checkpoint, list_checkpoints, load_component
-from dino_mx.engine.trainer import train
+from dino_mx.checkpoint import latest_checkpoint, list_checkpoints, load_component
+from dino_mx.train import train
 
 UNIFORM = ("method.teacher_temp=10", "method.warmup_teacher_temp=10")
 ONE_PROTOTYPE = (
@@ -53,7 +53,9 @@ def test_uniform_teacher_warns_once_and_the_run_completes(tmp_path, smoke_config
 
 
 @pytest.mark.parametrize(
-    "overrides", [(*UNIFORM, "trainer.on_collapse=off"), ()], ids=["off", "healthy"]
+    "overrides",
+    [pytest.param((*UNIFORM, "trainer.on_collapse=off"), marks=pytest.mark.slow), ()],
+    ids=["off", "healthy"],
 )
 def test_off_or_a_healthy_teacher_say_nothing(tmp_path, smoke_config, caplog, overrides):
     run = tmp_path / "run"
@@ -89,6 +91,7 @@ def test_uniform_teacher_stop_keeps_the_checkpoints_saved_before(tmp_path, smoke
     assert load_component(latest, "train_state")["step"] == 2 < cfg.trainer.max_steps
 
 
+@pytest.mark.slow
 def test_one_prototype_stop_ends_the_run_early(tmp_path, smoke_config, caplog):
     run = tmp_path / "run"
     cfg = smoke_config(

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import dino_mx.engine.trainer as trainer_module
+from dino_mx.checkpoint import latest_checkpoint
 from dino_mx.cli import main
-from dino_mx.engine.checkpoint import latest_checkpoint
 from dino_mx.engine.resume import config_differences, may_change, truncate_history
-from dino_mx.engine.trainer import train
+from dino_mx.train import train
 
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:
@@ -110,12 +110,16 @@ def test_config_differences_refuse_shapes_and_data_but_not_schedules():
     assert config_differences(old, old) == []
     assert may_change("trainer.eval_every") and not may_change("trainer.seed")
     assert not may_change("distill.model") and not may_change("adapter.r")
+    # The layer-wise lr factors decide the optimiser's parameter groups, saved in its state.
+    assert may_change("optim.lr") and not may_change("optim.layerwise_decay")
+    assert not may_change("optim.patch_embed_lr_mult")
 
 
 class SaveKilledError(Exception):
     """Stands for a kill during the final save."""
 
 
+@pytest.mark.slow
 def test_train_log_has_each_step_once_after_a_resume(tmp_path, smoke_config, monkeypatch):
     run = tmp_path / "run"
     saves = []

@@ -94,7 +94,7 @@ def test_every_bad_value_is_named_on_the_same_line(tmp_path, capsys):
 
 OPTIM_KEYS = (
     "name, lr, min_lr, warmup_ratio, weight_decay, weight_decay_end, betas, clip_grad, "
-    "freeze_last_layer_ratio"
+    "freeze_last_layer_ratio, layerwise_decay, patch_embed_lr_mult"
 )
 
 
@@ -115,6 +115,41 @@ def test_unknown_nested_and_top_level_keys_are_named(tmp_path, capsys):
     )
     assert main([*args, "+epochs=3"]) == 2
     assert error_line(capsys).startswith("unknown key epochs; valid keys of the config: data, ")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["adapter=lora", "adapter.num_layers=2"],
+            "unknown key adapter.num_layers; valid keys of adapter=lora: "
+            "name, r, alpha, dropout, bias, targets",
+        ),
+        (["adapter.r=4"], "unknown key adapter.r; valid keys of adapter=full: name"),
+        (
+            ["method.koleo_weight=0.1"],  # an iBOT / KoLeo key is DINOv2's only
+            "unknown key method.koleo_weight; valid keys of method=dinov1: name, head, ",
+        ),
+        (
+            ["method.centering=mean"],
+            "method.centering=mean: valid choices: softmax_center, sinkhorn_knopp",
+        ),
+        (["trainer.precision=fp8"], "trainer.precision=fp8: valid choices: auto, fp32, bf16, fp16"),
+        (
+            ["adapter=lora", "adapter.targets=query"],
+            "adapter.targets=query: must be one of attention, attention_all, all_linear or a list",
+        ),
+        (
+            ["adapter=lora", "adapter.name=freeze"],
+            "adapter.name=freeze: choose the option instead (adapter=freeze)",
+        ),
+    ],
+)
+def test_each_option_has_its_own_keys_and_closed_choices(tmp_path, capsys, overrides, line):
+    run = tmp_path / "run"
+    assert main(["train", "+experiment=smoke", f"paths.output_dir={run}", *overrides]) == 2
+    assert error_line(capsys).startswith(line)
+    assert not run.exists()
 
 
 def test_wrong_type_names_the_key(tmp_path, capsys):

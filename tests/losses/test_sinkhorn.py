@@ -94,7 +94,11 @@ def _worker(rank, world, init_file, logits, sizes, out):
 
 
 @pytest.mark.dist
-@pytest.mark.parametrize("sizes", [(5, 5), (10, 0)], ids=["even", "one-empty"])
+@pytest.mark.parametrize(
+    "sizes",
+    [pytest.param((5, 5), marks=pytest.mark.slow), (10, 0)],
+    ids=["even", "one-empty"],
+)
 def test_two_processes_equal_one_process_on_the_whole_batch(tmp_path, sizes):
     torch.manual_seed(3)
     logits = torch.randn(10, 7)

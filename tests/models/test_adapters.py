@@ -9,14 +9,15 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from dino_mx.config import AdapterConfig
+from dino_mx.config import FreezeConfig, LoRAConfig
+from dino_mx.engine.ema import build_teacher, ema_update
 from dino_mx.models import Backbone, DINOHead, MultiCropModel, random_init_model
-from dino_mx.models.adapters import apply_adapter, freeze_blocks
+from dino_mx.models.adapters import ADAPTERS, build_adapter, freeze_blocks
 from dino_mx.models.lora import inject_lora, merge_lora, resolve_lora_targets
 from dino_mx.models.param_report import format_report, parameter_report
-from dino_mx.teacher import build_teacher, ema_update
 
 WIDTH, DEPTH = 24, 3
+LORA = LoRAConfig(r=4, alpha=8.0)
 
 
 def tiny(arch: str = "vit") -> nn.Module:
@@ -106,7 +107,7 @@ def test_lora_trains_only_adapters_and_head_and_starts_at_the_base(arch):
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         before = backbone(x)[0]
-    apply_adapter(backbone, AdapterConfig(name="lora", r=4, alpha=8.0))
+    build_adapter(LORA).apply(backbone)
     student = MultiCropModel(backbone, DINOHead(WIDTH, 10, 16, 8, 2, norm_last_layer=False))
     trainable = {n for n, p in student.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
@@ -156,12 +157,12 @@ def test_freeze_stops_embeddings_and_first_blocks(arch):
     with pytest.raises(ValueError, match=f"has {DEPTH} blocks"):
         freeze_blocks(tiny(arch), DEPTH + 1)
     with pytest.raises(ValueError, match="unknown adapter"):
-        apply_adapter(Backbone(tiny(arch)), AdapterConfig(name="prefix"))
+        build_adapter({"name": "prefix"})
 
 
 def test_parameter_report_counts_by_hand():
     backbone = Backbone(tiny())
-    apply_adapter(backbone, AdapterConfig(name="lora", r=4, alpha=8.0))
+    build_adapter(LORA).apply(backbone)
     head = DINOHead(WIDTH, 10, 16, 8, 2)  # norm_last_layer: the gain (10 values) is frozen
     rows = {r.group: r for r in parameter_report(backbone.model, head)}
     d, h = WIDTH, 4 * WIDTH
@@ -180,13 +181,13 @@ def test_parameter_report_counts_by_hand():
     assert "blocks 0-2" in table and f"{3 * lora:,}" in table
 
     freeze = Backbone(tiny())
-    apply_adapter(freeze, AdapterConfig(name="freeze", num_layers=1))
+    build_adapter(FreezeConfig(num_layers=1)).apply(freeze)
     groups = [r.group for r in parameter_report(freeze.model, head)]
     assert groups == ["embeddings", "block 0", "blocks 1-2", "final norm", "head", "all"]
 
 
 def test_lora_teacher_shares_the_frozen_base_and_averages_the_adapters():
-    backbone = apply_adapter(Backbone(tiny()), AdapterConfig(name="lora", r=4, alpha=8.0))
+    backbone = build_adapter(LORA).apply(Backbone(tiny()))
     student = MultiCropModel(backbone, DINOHead(WIDTH, 10, 16, 8, 2))
     teacher = build_teacher(student, share_frozen=True)
     s_params, t_params = dict(student.named_parameters()), dict(teacher.named_parameters())
@@ -211,3 +212,37 @@ def test_lora_teacher_shares_the_frozen_base_and_averages_the_adapters():
             torch.testing.assert_close(p, 0.75 * before[name] + 0.25 * s_params[name])
         else:
             assert torch.equal(p, before[name]), name
+
+
+def test_each_adapter_says_if_its_run_keeps_a_frozen_base_and_how_a_card_names_it():
+    kept = {name: adapter.keeps_frozen_base for name, adapter in ADAPTERS.items()}
+    assert kept == {"full": False, "lora": True, "freeze": True}
+    assert build_adapter(None).describe() == "full"  # a run older than adapters
+    # A config.yaml of an older dino-mx held every adapter's keys; each takes its own.
+    saved = {"name": "lora", "r": 8, "alpha": 16.0, "dropout": 0.0, "bias": "none"}
+    saved |= {"targets": ["q_proj", "v_proj"], "num_layers": 0}
+    assert build_adapter(saved).describe() == (
+        "lora (r 8, alpha 16.0, targets ['q_proj', 'v_proj']; merged into the weights)"
+    )
+    assert build_adapter(FreezeConfig(num_layers=6)).describe() == (
+        "freeze (embeddings + first 6 blocks frozen)"
+    )
+
+
+def test_lora_load_state_gives_the_trained_function_as_a_plain_model():
+    trained = build_adapter(LORA).apply(Backbone(tiny()).eval())
+    with torch.no_grad():
+        for name, p in trained.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # a trained, non-zero update
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        expected = trained(x)[0]
+    frozen = {n for n, p in trained.model.named_parameters() if not p.requires_grad}
+    state = {k: v for k, v in trained.model.state_dict().items() if k not in frozen}
+    loaded = build_adapter(LORA).load_state(Backbone(tiny()).eval(), state, frozen)
+    assert not any(isinstance(m, BaseTunerLayer) for m in loaded.model.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0], expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(KeyError, match="do not fit the adapted model"):
+        build_adapter(LORA).load_state(Backbone(tiny()), state, frozenset())

@@ -9,6 +9,7 @@ from dino_mx.models import (
     MultiCropModel,
     adapt_input_channels,
     build_backbone,
+    build_seeded_backbone,
     load_pretrained_model,
     random_init_model,
 )
@@ -54,7 +55,7 @@ def test_multicrop_model_groups_by_resolution_like_separate_calls():
     crops = [torch.randn(3, 1, 16, 16), torch.randn(3, 1, 16, 16), torch.randn(3, 1, 8, 8)]
     calls = []
     model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    outs = model(crops)
+    outs = model(crops).cls_logits
     assert calls == [6, 3]  # one backbone call per resolution
     for crop, out in zip(crops, outs):
         cls, _ = model.backbone(crop)
@@ -142,6 +143,20 @@ def test_random_init_takes_any_channel_count_and_other_counts_do_not_adapt():
     assert cls.shape == (2, 24)
     with pytest.raises(ValueError, match="cannot adapt a 6-channel patch embedding to 3"):
         adapt_input_channels(backbone.model, 3)
+
+
+def test_seeded_backbone_is_the_same_every_call_and_leaves_the_global_rng_alone():
+    cfg = OmegaConf.create(TINY)
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = build_seeded_backbone(cfg, 1), build_seeded_backbone(cfg, 1)
+    assert torch.rand(1) == expected, "the global RNG must be left as it was"
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=name)
+    other = build_seeded_backbone(cfg, 1, seed=1)
+    assert not torch.equal(a.model.embeddings.cls_token, other.model.embeddings.cls_token)
+    assert not a.training and not any(p.requires_grad for p in a.parameters())
 
 
 def test_hub_name_fails_fast_offline(monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTModel
 
-from dino_mx.models import Backbone, DINOHead, MaskedMultiCropModel
+from dino_mx.models import Backbone, DINOHead, MultiCropModel
 from tests.models.test_backbone import tiny
 
 
@@ -79,7 +79,7 @@ def test_masked_multicrop_student_and_teacher_outputs(shared):
     with torch.no_grad():
         backbone.mask_token.normal_()
     ibot_head = None if shared else DINOHead(24, 7, 16, 8, 2)
-    model = MaskedMultiCropModel(backbone, DINOHead(24, 10, 16, 8, 2), ibot_head).eval()
+    model = MultiCropModel(backbone, DINOHead(24, 10, 16, 8, 2), ibot_head).eval()
     B = 3
     crops = [torch.randn(B, 1, 16, 16), torch.randn(B, 1, 16, 16), torch.randn(B, 1, 8, 8)]
     masks = masks_for(2 * B)
@@ -87,7 +87,7 @@ def test_masked_multicrop_student_and_teacher_outputs(shared):
     teacher = model(crops, masks, mask_inputs=False)
     k_patch = 10 if shared else 7
     assert [c.shape for c in student.cls_logits] == [(B, 10)] * 3
-    assert [f.shape for f in student.cls_features] == [(B, 24)] * 3
+    assert student.cls_features.shape == (3 * B, 24)  # crop by crop
     assert student.patch_logits.shape == teacher.patch_logits.shape == (masks.sum(), k_patch)
     # The teacher sees the whole crops: its outputs are the plain backbone's.
     cls, patches = backbone(torch.cat(crops[:2]))
@@ -97,5 +97,6 @@ def test_masked_multicrop_student_and_teacher_outputs(shared):
     # The student's global crops went through the mask token; its local crop did not.
     s_cls, s_patches = backbone(torch.cat(crops[:2]), masks)
     torch.testing.assert_close(student.patch_logits, patch_head(s_patches[masks]))
-    torch.testing.assert_close(student.cls_features[2], teacher.cls_features[2])
-    assert not torch.allclose(student.cls_features[0], teacher.cls_features[0])
+    s_crops, t_crops = student.cls_features.split(B), teacher.cls_features.split(B)
+    torch.testing.assert_close(s_crops[2], t_crops[2])
+    assert not torch.allclose(s_crops[0], t_crops[0])

@@ -79,6 +79,26 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def read_checkpoint_file(path: Path) -> Any:
+    """A checkpoint's JSON file as its value, any other file as safetensors tensors.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing, so the checkpoint is incomplete.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the checkpoint is incomplete")
+    return read_json(path) if path.suffix == ".json" else read_tensors(path)
+
+
+def file_identity(path: Path) -> list[int] | None:
+    """``[mtime_ns, size]`` of a file (None if absent): changes when the file is rewritten,
+    which is what a cache keyed by it needs, without reading the file."""
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return [stat.st_mtime_ns, stat.st_size]
+
+
 def flatten_optimizer(state: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """An optimiser ``state_dict()`` as (tensors, JSON-able rest).
 

@@ -2,8 +2,7 @@ import math
 
 import pytest
 
-from dino_mx.schedules import cosine_schedule, linear_warmup
-from dino_mx.teacher import teacher_momentum
+from dino_mx.engine.schedules import cosine_schedule, linear_warmup, teacher_momentum
 
 
 def test_lr_schedule_endpoints_and_midpoint():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
-
-from dino_mx.schedules import cosine_schedule
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 
 def build_teacher(student: nn.Module, share_frozen: bool = False) -> nn.Module:
@@ -42,9 +41,12 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     if not pairs:
         return
     t_params, s_params = zip(*pairs)
-    torch._foreach_lerp_(list(t_params), [p.detach() for p in s_params], 1.0 - momentum)
+    # Sharded (FSDP) networks: each process averages its own shards, which line up because
+    # the teacher is sharded exactly as the student; no communication.
+    teacher_local = [_local(p) for p in t_params]
+    torch._foreach_lerp_(teacher_local, [_local(p).detach() for p in s_params], 1.0 - momentum)
 
 
-def teacher_momentum(step: int, total_steps: int, base: float) -> float:
-    """Cosine schedule of the EMA momentum from ``base`` at step 0 to 1 on the last step."""
-    return cosine_schedule(step, total_steps, base=base, final=1.0)
+def _local(tensor: Tensor) -> Tensor:
+    """This process's shard of a DTensor; a plain tensor as it is."""
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor

@@ -1,30 +1,42 @@
-"""Typed schemas of the training configuration, registered with Hydra's ConfigStore.
+"""The shape of the training configuration: one dataclass per config group, and one per option
+of the groups whose options hold different keys (``adapter``, ``method``, ``augment``).
 
-The YAML files under ``configs/`` hold the values and the tuning advice; these dataclasses hold
-the shape. ``configs/train.yaml`` lists ``train_schema`` first in its defaults, so every group
-option and command-line override is merged into a struct config: an unknown key
-(``optim.lrr=1``) or a value of the wrong type (``optim.lr=abc``) fails and names the key.
-Hydra's ``+key=`` adds keys even to a struct config, so :mod:`dino_mx.engine.validate` checks the
-composed config against these dataclasses, and the value ranges, before training starts.
+The YAML files under ``configs/`` hold the values and the tuning advice. Each option's YAML
+names its schema first in its defaults list (``/schema/adapter@_here_: lora``), so Hydra merges
+the option into a node of that schema: ``adapter=lora adapter.num_layers=3`` fails because
+``num_layers`` is a key of ``adapter=freeze`` only, and DINOv1 has no iBOT or KoLeo keys at all.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from dino_mx.config.choices import (
+    AdapterName,
+    Arch,
+    Backend,
+    Centering,
+    DataFormat,
+    DistillLoss,
+    DistillName,
+    LoRABias,
+    MethodName,
+    OnBadImage,
+    OnCollapse,
+    OptimName,
+    Precision,
+    Views,
+)
+
 
 @dataclass
 class DataConfig:
     name: str = MISSING
-    format: str = "medmnist"  # medmnist | npz | imagefolder | roi_npz | coco
+    format: DataFormat = DataFormat.medmnist
     root: str | None = None  # folder holding the files; null = the package's bundled data
     flag: str | None = None  # MedMNIST flag (pathmnist, pneumoniamnist, ...), format=medmnist
     size: int = 28  # MedMNIST image size: 28, 64, 128 or 224
@@ -38,14 +50,14 @@ class DataConfig:
     # An image file that cannot be decoded (imagefolder, coco): raise = stop, naming the file;
     # skip = log it once per loader worker and use the next readable image in its place.
     # `dino-mx data check DIR` lists every unreadable file before a long run.
-    on_bad_image: str = "raise"  # raise | skip
+    on_bad_image: OnBadImage = OnBadImage["raise"]
 
 
 @dataclass
 class ModelConfig:
     name: str = MISSING
     pretrained: str | None = None  # hub name or local folder; null = random init from the preset
-    arch: str = "vit"  # vit | dinov2 (random init only; pretrained reads config.json)
+    arch: Arch = Arch.vit  # random init only; pretrained reads config.json
     patch_size: int = 16
     hidden_size: int = 384
     depth: int = 12
@@ -57,20 +69,40 @@ class ModelConfig:
 
 @dataclass
 class AdapterConfig:
-    name: str = "full"  # full | lora | freeze
-    r: int = 8  # LoRA rank
-    alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by alpha / r
-    dropout: float = 0.0  # LoRA dropout on the adapter's input
-    bias: str = "none"  # LoRA: none | all | lora_only (which biases train)
-    # LoRA targets: preset attention | attention_all | all_linear, or a list of module names
+    """What every ``adapter`` option has; each option's own keys are on its schema below."""
+
+    name: AdapterName = MISSING
+
+
+@dataclass
+class FullAdapterConfig(AdapterConfig):
+    name: AdapterName = AdapterName.full
+
+
+@dataclass
+class LoRAConfig(AdapterConfig):
+    name: AdapterName = AdapterName.lora
+    r: int = 8  # rank
+    alpha: float = 16.0  # scaling numerator: updates are scaled by alpha / r
+    dropout: float = 0.0  # on the adapter's input
+    bias: LoRABias = LoRABias.none  # which biases train
+    # A preset (attention | attention_all | all_linear) or a list of module names. OmegaConf has
+    # no "string or list" type: dino_mx.engine.validate checks the value before training.
     targets: Any = "attention"
-    num_layers: int = 0  # freeze: blocks frozen after the embeddings
+
+
+@dataclass
+class FreezeConfig(AdapterConfig):
+    name: AdapterName = AdapterName.freeze
+    num_layers: int = 0  # blocks frozen after the embeddings
 
 
 @dataclass
 class AugmentConfig:
+    """DINO's multi-crop (``augment=multicrop``, ``medical``): the crops of every augment."""
+
     name: str = MISSING
-    backend: str = "per_sample"  # per_sample: loader workers; batched: whole batches (kornia)
+    backend: Backend = Backend.per_sample  # per_sample: loader workers; batched: whole batches
     global_size: int = 224
     local_size: int = 96
     n_local: int = 8
@@ -86,7 +118,12 @@ class AugmentConfig:
     grayscale: float = 0.2  # RGB only
     blur: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.5])  # global 1, global 2, local
     solarize: float = 0.2  # second global view only
-    # Label-guided crops (augment=label_guided, data with regions: roi_npz / coco)
+
+
+@dataclass
+class LabelGuidedConfig(AugmentConfig):
+    """``augment=label_guided`` (data with regions: roi_npz / coco): multi-crop plus ROI crops."""
+
     roi_crops: int = 0  # extra local crops centred on a region
     roi_prob: float = 0.5  # chance an extra crop is region-centred (else random)
     roi_classes: list[str] = field(default_factory=list)  # names or ids; [] = every class
@@ -107,7 +144,7 @@ class HeadConfig:
 class IBOTConfig:
     """iBOT masked-patch loss of ``method=dinov2`` (configs/method/dinov2.yaml holds advice)."""
 
-    weight: float = 0.0  # 0 disables (dinov1); DINOv2: 1.0
+    weight: float = 0.0  # 0 disables iBOT and the masking; DINOv2: 1.0
     separate_head: bool = False  # false: the DINO head also projects the patch tokens
     head: HeadConfig = field(default_factory=HeadConfig)  # used when separate_head is true
     mask_ratio_min_max: list[float] = field(default_factory=lambda: [0.1, 0.5])
@@ -116,7 +153,9 @@ class IBOTConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = MISSING  # dinov1 | dinov2
+    """What both methods have: DINO's CLS loss, its head, temperatures and EMA teacher."""
+
+    name: MethodName = MISSING
     head: HeadConfig = field(default_factory=HeadConfig)
     student_temp: float = 0.1
     teacher_temp: float = 0.04
@@ -124,26 +163,34 @@ class MethodConfig:
     warmup_teacher_temp_ratio: float = 0.3
     center_momentum: float = 0.9
     momentum_teacher: float = 0.996
-    centering: str = "softmax_center"  # softmax_center | sinkhorn_knopp (both losses)
+    centering: Centering = Centering.softmax_center  # both losses (DINO, iBOT)
     dino_weight: float = 1.0  # weight of the CLS (DINO) loss
-    koleo_weight: float = 0.0  # KoLeo on the student's global CLS features; dinov2 only
-    ibot: IBOTConfig = field(default_factory=IBOTConfig)  # dinov2 only
-    layerwise_decay: float = 1.0  # lr of block i scaled by decay^(depth - i); 1 disables
-    patch_embed_lr_mult: float = 1.0  # extra lr factor of the patch embedding
+
+
+@dataclass
+class DINOv1Config(MethodConfig):
+    name: MethodName = MethodName.dinov1
+
+
+@dataclass
+class DINOv2Config(MethodConfig):
+    name: MethodName = MethodName.dinov2
+    koleo_weight: float = 0.0  # KoLeo on the student's global CLS features
+    ibot: IBOTConfig = field(default_factory=IBOTConfig)
 
 
 @dataclass
 class DistillConfig:
     """A frozen distillation teacher (configs/distill/teacher.yaml holds the advice)."""
 
-    name: str = "none"  # none | teacher
+    name: DistillName = DistillName.none
     # hub name, local Hugging Face folder (e.g. a `dino-mx export`), dino-mx run directory or
     # checkpoint (its EMA teacher), or a model preset of configs/model/ (random init: tests)
     model: str | None = None
     weight: float = 1.0  # total = self-distillation + weight * distillation
-    loss: str = "cosine"  # cosine | smooth_l1 | cross_entropy
-    teacher_views: str = "local"  # global | local | all: the crops the teacher encodes
-    student_views: str = "all"  # global | local | all: the student crops matched to them
+    loss: DistillLoss = DistillLoss.cosine
+    teacher_views: Views = Views.local  # the crops the teacher encodes
+    student_views: Views = Views.all  # the student crops matched to them
     projector_hidden: int = 0  # 0: linear student -> teacher projection; > 0: MLP width
     out_dim: int = 4096  # cross_entropy: fixed random prototypes in the teacher's space
     teacher_temp: float = 0.04  # cross_entropy
@@ -153,7 +200,7 @@ class DistillConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"
+    name: OptimName = OptimName.adamw
     lr: float = 5e-4
     min_lr: float = 1e-6
     warmup_ratio: float = 0.1
@@ -162,6 +209,8 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     clip_grad: float = 3.0  # 0 disables
     freeze_last_layer_ratio: float = 0.01
+    layerwise_decay: float = 1.0  # lr of block i scaled by decay^(depth - i); 1 disables
+    patch_embed_lr_mult: float = 1.0  # extra lr factor of the patch embedding
 
 
 @dataclass
@@ -169,7 +218,7 @@ class TrainerConfig:
     max_steps: int = 1000
     batch_size: int = 64  # per process
     grad_accum: int = 1
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    precision: Precision = Precision.auto
     seed: int = 0
     log_every: int = 10
     save_every: int = 500
@@ -178,8 +227,11 @@ class TrainerConfig:
     eval_every: int = 0  # k-NN on the eval split every N steps; 0 disables
     tb_images: int = 8  # val images in the attention / PCA grids at each eval; 0: none
     compile: bool = False
+    # Shard the student and its EMA teacher with FSDP2 (dino_mx/engine/fsdp.py); also on when
+    # Accelerate is launched with an FSDP config. One process: ignored.
+    fsdp: bool = False
     progress: bool = True
-    on_collapse: str = "warn"  # warn | stop | off (dino_mx/engine/collapse.py)
+    on_collapse: OnCollapse = OnCollapse.warn  # dino_mx/engine/collapse.py
     collapse_window: int = 10  # consecutive logged steps a collapse must hold
     collapse_uniform_ratio: float = 0.98  # teacher_entropy >= ratio * log K: near uniform
     collapse_onehot_ratio: float = 0.1  # teacher_batch_entropy <= ratio * log K: one prototype
@@ -203,38 +255,29 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
+# The schema of each option, per group whose options differ in their keys; registered as
+# ``schema/GROUP/OPTION``. An augment option the table does not name (``medical``) is a
+# multi-crop; one named after an entry (``label_guided_wbc``) has that entry's schema.
+OPTION_SCHEMAS: dict[str, dict[str, type]] = {
+    "adapter": {"full": FullAdapterConfig, "lora": LoRAConfig, "freeze": FreezeConfig},
+    "method": {"dinov1": DINOv1Config, "dinov2": DINOv2Config},
+    "augment": {"multicrop": AugmentConfig, "label_guided": LabelGuidedConfig},
+}
+
+
+def option_schema(group: str, name: str) -> type:
+    """The schema of option ``name`` of ``group`` (a key of :data:`OPTION_SCHEMAS`): the entry
+    with the longest name that ``name`` starts with, else the group's first entry."""
+    options = OPTION_SCHEMAS[group]
+    matches = [option for option in options if str(name).startswith(option)]
+    return options[max(matches, key=len)] if matches else next(iter(options.values()))
+
+
 def register_schemas() -> None:
-    """Register ``train_schema`` so ``configs/train.yaml`` can validate against it."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-
-
-def config_dir() -> Path:
-    """The ``configs/`` folder: packaged inside the wheel, or at the top of a source checkout."""
-    packaged = Path(str(resources.files("dino_mx"))) / "configs"
-    if packaged.is_dir():
-        return packaged
-    checkout = Path(__file__).resolve().parent.parent / "configs"
-    if checkout.is_dir():
-        return checkout
-    raise FileNotFoundError(f"dino-mx configs not found in {packaged} or {checkout}")
-
-
-def schema_fields(path: str) -> list[str] | None:
-    """The keys the schema allows in section ``path`` (``""``: the top level), or None when
-    ``path`` is not a schema section (a free-form value such as ``adapter.targets``)."""
-    cls: Any = TrainConfig
-    for part in [p for p in path.split(".") if p]:
-        hints = typing.get_type_hints(cls)
-        cls = hints.get(part)
-        if not dataclasses.is_dataclass(cls):
-            return None
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def unknown_key_message(full_key: str) -> str:
-    """``unknown key optim.lrr; valid keys of optim: name, lr, ...``."""
-    section = full_key.rpartition(".")[0]
-    valid = schema_fields(section)
-    if valid is None:
-        return f"unknown key {full_key}"
-    return f"unknown key {full_key}; valid keys of {section or 'the config'}: {', '.join(valid)}"
+    """Register ``train_schema`` (``configs/train.yaml`` lists it first) and every option's
+    schema, which the option's YAML lists first."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for group, options in OPTION_SCHEMAS.items():
+        for name, schema in options.items():
+            store.store(group=f"schema/{group}", name=name, node=schema)

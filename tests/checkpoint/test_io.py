@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from dino_mx.engine.state_io import (
+from dino_mx.checkpoint.io import (
     flatten_optimizer,
     get_rng_state,
     read_json,

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from dino_mx.teacher import build_teacher, ema_update
+from dino_mx.engine.ema import build_teacher, ema_update
 
 
 def test_ema_update_equals_formula_per_parameter():

@@ -22,33 +22,33 @@ In memory the teacher shares the frozen tensors with the student
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
-from dino_mx.engine.checkpoint import latest_checkpoint
-from dino_mx.engine.state_io import fsync_path, write_json
+from dino_mx.checkpoint.format import (
+    BACKBONE_PREFIX,
+    BASE_DIR,
+    BASE_REF,
+    BASE_WEIGHTS,
+    plain_key,
+)
+from dino_mx.checkpoint.io import fsync_path, read_json, write_json
+from dino_mx.checkpoint.listing import latest_checkpoint
 from dino_mx.models.backbone import load_pretrained_model
-
-BASE_DIR = "base"
-BASE_REF = "base.json"
-BASE_WEIGHTS = "model.safetensors"
-BACKBONE = "backbone.model."
-
-
-def _plain(key: str) -> str:
-    """A state-dict key without the ``module.`` (DDP) / ``_orig_mod.`` (compile) wrappers."""
-    return key.replace("_orig_mod.", "").removeprefix("module.")
 
 
 def frozen_backbone_names(student: nn.Module) -> frozenset[str]:
     """Names of the student's frozen backbone parameters: what the base provides."""
     return frozenset(
-        _plain(n) for n, p in student.named_parameters() if not p.requires_grad and BACKBONE in n
+        plain_key(n)
+        for n, p in student.named_parameters()
+        if not p.requires_grad and BACKBONE_PREFIX in n
     )
 
 
@@ -80,7 +80,7 @@ class WithoutFrozen:
 
 def _load_checked(module: nn.Module, state: dict[str, Tensor], frozen: frozenset[str]) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
-    missing = {_plain(k) for k in missing}
+    missing = {plain_key(k) for k in missing}
     if unexpected or missing != frozen:
         raise KeyError(
             "checkpoint does not match this run's adapter: unexpected "
@@ -128,12 +128,20 @@ class FrozenBase:
             fsync_path(self.run_dir)
 
     def install(
-        self, student: nn.Module, teacher: nn.Module
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        state: Callable[[nn.Module], Any] | None = None,
     ) -> tuple[WithoutFrozen, WithoutFrozen]:
         """Call after the adapter is applied and the teacher built. Returns what to checkpoint
-        in place of the (unwrapped) student and the teacher: both without the frozen weights."""
+        in place of the (unwrapped) student and the teacher: both without the frozen weights.
+
+        ``state`` maps a module to what gives its state dict (a sharded module's full state,
+        :class:`dino_mx.engine.fsdp.FullState`); default: the module itself.
+        """
         self.frozen = frozen_backbone_names(student)
-        return WithoutFrozen(student, self.frozen), WithoutFrozen(teacher, self.frozen)
+        wrap = state or (lambda module: module)
+        return WithoutFrozen(wrap(student), self.frozen), WithoutFrozen(wrap(teacher), self.frozen)
 
     def write_reference(self, ckpt_dir: Path) -> None:
         """Write ``base.json`` into a checkpoint folder (its final name is a sibling)."""
@@ -177,11 +185,13 @@ def read_base_reference(ckpt_dir: Path, verify: bool = True) -> BaseReference | 
     file = Path(ckpt_dir) / BASE_REF
     if not file.is_file():
         return None
-    ref = json.loads(file.read_text())
+    ref = read_json(file)
     path = (Path(ckpt_dir) / ref["path"]).resolve()
     if not (path / BASE_WEIGHTS).is_file():
         raise FileNotFoundError(f"{ckpt_dir} stores its frozen weights in {path}, which is missing")
     if verify and sha256_file(path / BASE_WEIGHTS) != ref["sha256"]:
         raise ValueError(f"{path} is not the base {ckpt_dir} was trained from (sha256 differs)")
-    frozen = frozenset(k[len(BACKBONE) :] for k in ref["frozen"] if k.startswith(BACKBONE))
+    frozen = frozenset(
+        k[len(BACKBONE_PREFIX) :] for k in ref["frozen"] if k.startswith(BACKBONE_PREFIX)
+    )
     return BaseReference(path, ref["sha256"], frozen)
