@@ -22,9 +22,8 @@ Figures, from the steps after ``--warmup``:
 - peak memory: ``torch.cuda.max_memory_allocated`` over the whole run, the largest of any
   process (the caching allocator reserves more; ``nvidia-smi`` shows that).
 
-Every run ends with the trainer's own checkpoint save, outside the timed steps. Under FSDP the
-trainer does not support sharded students yet (issue 17); the run's first error is then
-reported as "not supported yet" on one line and the script exits 3.
+Every run ends with the trainer's own checkpoint save, outside the timed steps (under FSDP a
+full-state gather, dino_mx/engine/fsdp.py).
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from typing import Any
 
 import torch
 from accelerate.state import PartialState
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import set_seed
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -220,25 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA GPU visible to torch; run this on a GPU machine", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
-    status = 0
-    try:
-        result = run(args, overrides)
-    except Exception as error:
-        if PartialState().distributed_type != DistributedType.FSDP:
-            raise
-        status = 3  # FSDP: the trainer's teacher and checkpoints are not sharding-aware yet
-        first = (str(error).splitlines() or [""])[0][:200] or type(error).__name__
-        result = {"leg": args.leg, "adapter": args.adapter, "error": "not supported yet (issue 17)"}
-        if PartialState().is_main_process:
-            print(f"gpu_check: FSDP {args.adapter}: not supported yet (issue 17): {first}")
+    result = run(args, overrides)
     if not PartialState().is_main_process:  # the process group is gone: ask the saved state
-        return status
-    if status == 0:
-        print(json.dumps(result))
+        return 0
+    print(json.dumps(result))
     if args.json:
         with Path(args.json).open("a") as f:
             f.write(json.dumps(result) + "\n")
-    return status
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@
 #      against full (the paper's Table 10: LoRA -35-40 % time and -35-36 % memory, freeze-6
 #      -24-36 % time);
 #   2. every GPU present (nvidia-smi -L), DDP (configs/accelerate/ddp.yaml), adapter full;
-#   3. GPU_CHECK_FSDP=1 only: the same under FSDP2 (configs/accelerate/fsdp.yaml). FSDP is NOT
-#      supported by the trainer yet (issue 17: its EMA teacher and checkpoint writer do not
-#      handle sharded students), so this leg reports "not supported yet" when the run fails,
-#      and it is off by default; with one GPU legs 2 and 3 are skipped.
+#   3. every GPU present, FSDP2 (configs/accelerate/fsdp.yaml: dino_mx/engine/fsdp.py shards
+#      the student and its EMA teacher per block), adapter full.
+#   With one GPU legs 2 and 3 are skipped (one process has nothing to shard).
 # Each leg prints images/s, peak CUDA memory (max allocated, largest process) and the share of
 # step time spent waiting for the data loader. The table goes to stdout and, with the JSON
 # lines, to GPU_CHECK_OUT (default runs/gpu_check/). Expect 2-5 minutes on a recent GPU.
@@ -52,12 +51,7 @@ done
 if [ "$GPUS" -gt 1 ]; then
     launch=("$PYTHON" -m accelerate.commands.launch --num_processes "$GPUS")
     leg "ddp-$GPUS" full "${launch[@]}" --config_file configs/accelerate/ddp.yaml
-    if [ "${GPU_CHECK_FSDP:-0}" = 1 ]; then
-        # Fails until the trainer supports FSDP (issue 17): the table then says so.
-        if ! leg "fsdp-$GPUS" full "${launch[@]}" --config_file configs/accelerate/fsdp.yaml; then
-            grep -q '"leg": "fsdp-' "$RESULTS" || echo "{\"leg\": \"fsdp-$GPUS\", \"adapter\": \"full\", \"error\": \"not supported yet (issue 17)\"}" >>"$RESULTS"
-        fi
-    fi
+    leg "fsdp-$GPUS" full "${launch[@]}" --config_file configs/accelerate/fsdp.yaml
 else
     echo "gpu_check: one GPU: the DDP / FSDP legs need two or more" >&2
 fi

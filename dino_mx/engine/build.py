@@ -195,7 +195,8 @@ def _sharded(
     """FSDP2 (:mod:`dino_mx.engine.fsdp`): the learner and an unshared teacher copy sharded
     alike; Accelerate prepares only the optimiser; checkpoints gather full states."""
     teacher = build_teacher(learner.student)  # before sharding: every process starts equal
-    gathered = GatheredTeacher(teacher, acc)
+    # The periodic evaluation's whole copy of the teacher (main process), only if it runs.
+    gathered = GatheredTeacher(teacher, acc) if cfg.trainer.eval_every > 0 else None
     shard(learner, teacher, acc)
     optimizer = acc.prepare_optimizer(_optimizer(cfg, learner))
     student_state, teacher_state = FullState(learner.student), FullState(teacher)
@@ -209,7 +210,7 @@ def _sharded(
         TrainState(),
         base,
     )
-    return learner, optimizer, teacher, checkpoint, gathered.backbone
+    return learner, optimizer, teacher, checkpoint, gathered.backbone if gathered else lambda: None
 
 
 def build_parts(cfg: DictConfig, run_dir: Path, acc: Accelerator) -> TrainParts:

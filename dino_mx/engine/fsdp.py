@@ -140,9 +140,16 @@ class FullOptimizerState:
             {**g, "params": [by_index[i] for i in g["params"]]} for g in state["param_groups"]
         ]
         named = {by_index[int(i)]: s for i, s in state["state"].items()}
-        options = StateDictOptions(full_state_dict=True)
+        # Not strict: a parameter without state is legal (the heads' last layers have none
+        # while freeze_last_layer drops their gradients), as torch.optim's own load allows.
+        options = StateDictOptions(full_state_dict=True, strict=False)
         full = {"state": named, "param_groups": groups}
         set_optimizer_state_dict(self.model, self.optimizer, full, options=options)
+        # The loader first gives every parameter a state (one zero-gradient step): drop those
+        # the checkpoint had none for, or their first real update would count a step too many.
+        for name, p in self.model.named_parameters():
+            if name not in named:
+                self.optimizer.state.pop(p, None)
 
 
 class GatheredTeacher:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModel
 
-from dino_mx.checkpoint import load_component
+from dino_mx.checkpoint import load_backbone_from_checkpoint, load_component
 from dino_mx.export import export_checkpoint
 from dino_mx.train import train
 from tests.conftest import make_config
@@ -27,7 +27,14 @@ from tests.engine.test_distributed import torchrun
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOKE = ["+experiment=smoke", "trainer.progress=false", "data.num_workers=0"]
+# freeze_last_layer_ratio 0.5: the heads' last layers get no update in steps 0-1 (sharded grads
+# dropped by name); clipping (optim.clip_grad=3) acts on sharded grads every step.
+SMOKE = [
+    "+experiment=smoke",
+    "trainer.progress=false",
+    "data.num_workers=0",
+    "optim.freeze_last_layer_ratio=0.5",
+]
 FILES = ("model", "teacher", "loss", "optimizer")
 
 
@@ -56,6 +63,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_two_sharded_processes_equal_one_process_within_fp32(runs):
+    last_layer = "head.last_layer.parametrizations.weight.original1"
+    ckpts = runs["fsdp"] / "checkpoints"
+    frozen = [
+        load_file(ckpts / f"step_000000{i}" / "model.safetensors")[last_layer] for i in (1, 2)
+    ]
+    assert torch.equal(*frozen)  # freeze_last_layer: no update in the first half
     assert losses(runs["fsdp"]) == pytest.approx(losses(runs["single"]), rel=1e-5, abs=1e-6)
     one, two = (state(runs[k] / "checkpoints" / "step_0000004") for k in ("single", "fsdp"))
     for name in FILES:  # the same files, names and shapes: the single-process format
@@ -94,16 +107,19 @@ def test_an_fsdp_checkpoint_resumes_bit_for_bit(runs, tmp_path):
             assert torch.equal(a[name][key], b[name][key]), (name, key)
 
 
-def test_lora_under_fsdp_keeps_the_base_and_exports(tmp_path):
-    run = fsdp_run(tmp_path / "lora", "adapter=lora", "trainer.eval_every=4")
+def test_lora_on_a_dinov2_backbone_under_fsdp_keeps_the_base_and_exports(tmp_path):
+    # DINOv2's blocks (Dinov2Layer, under encoder.layer) are the units as ViT's are.
+    run = fsdp_run(tmp_path / "lora", "adapter=lora", "model.arch=dinov2", "trainer.eval_every=4")
     events = EventAccumulator(str(next((run / "tb").rglob("events.out.tfevents.*")))).Reload()
     assert "knn/val_accuracy_k20" in events.Tags()["scalars"]  # gathered teacher, main scores
+    backbone, _, step = load_backbone_from_checkpoint(run)  # as `dino-mx eval` reads it
+    assert step == 4 and backbone.embed_dim == 48
     out = export_checkpoint(run, tmp_path / "export")
-    model = AutoModel.from_pretrained(out, add_pooling_layer=False)
-    base = AutoModel.from_pretrained(run / "base", add_pooling_layer=False)
+    model, base = AutoModel.from_pretrained(out), AutoModel.from_pretrained(run / "base")
+    assert type(model).__name__ == "Dinov2Model"
     # LoRA merged into the attention projections; every other backbone weight is the base's.
     merged = {k for k in model.state_dict() if any(p in k for p in ("q_proj", "v_proj"))}
     for key, value in base.state_dict().items():
-        if key not in merged:
+        if key not in merged and not key.startswith("pooler."):  # ViT: a fresh random pooler
             assert torch.equal(model.state_dict()[key], value), key
     assert any(not torch.equal(model.state_dict()[k], base.state_dict()[k]) for k in merged)

@@ -46,7 +46,14 @@ def state(ckpt):
 
 @pytest.mark.parametrize("backend", ["per_sample", pytest.param("batched", marks=pytest.mark.slow)])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, smoke_config, backend):
-    common = ("trainer.max_steps=6", "trainer.save_every=3", f"augment.backend={backend}")
+    # freeze_last_layer 0.5: the heads' last layers first update after the resume point, with
+    # no optimiser state saved for them.
+    common = (
+        "trainer.max_steps=6",
+        "trainer.save_every=3",
+        f"augment.backend={backend}",
+        "optim.freeze_last_layer_ratio=0.5",
+    )
     straight = tmp_path / "straight"
     train(smoke_config(straight, *common, "trainer.keep_last=0"), straight)
     # An interrupted run: only the step-3 checkpoint survived.
