@@ -50,11 +50,10 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import Tensor
 
-from dino_mx.config import config_dir, register_schemas
+from dino_mx.config import compose_train_config
 from dino_mx.engine.build import LoopConfig, build_parts
 from dino_mx.engine.run import make_accelerator
 from dino_mx.engine.trainer import Trainer
@@ -84,7 +83,6 @@ def adapter_overrides(mode: str) -> list[str]:
 
 def compose_config(mode: str, args: argparse.Namespace, run_dir: Path) -> DictConfig:
     """The training config of one mode, composed as ``dino-mx train OVERRIDES`` would."""
-    register_schemas()
     overrides = [
         f"model.arch={args.arch}",
         f"model.hidden_size={args.hidden_size}",
@@ -111,8 +109,7 @@ def compose_config(mode: str, args: argparse.Namespace, run_dir: Path) -> DictCo
         "optim.freeze_last_layer_ratio=0",
         f"paths.output_dir={run_dir}",
     ]
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_train_config(overrides)
 
 
 def _rss_bytes() -> int:

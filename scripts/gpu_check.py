@@ -41,10 +41,9 @@ from typing import Any
 import torch
 from accelerate.state import PartialState
 from accelerate.utils import set_seed
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from dino_mx.config import config_dir, register_schemas
+from dino_mx.config import compose_train_config
 from dino_mx.engine.build import LoopConfig, build_parts
 from dino_mx.engine.resume import check_start
 from dino_mx.engine.run import make_accelerator
@@ -114,7 +113,6 @@ class TimedTrainer(Trainer):
 
 def compose_config(args: argparse.Namespace, overrides: list[str]) -> DictConfig:
     """The training config of this leg, composed as ``dino-mx train OVERRIDES`` would."""
-    register_schemas()
     leg = [
         *VIT_S16,
         *ADAPTERS[args.adapter],
@@ -128,8 +126,7 @@ def compose_config(args: argparse.Namespace, overrides: list[str]) -> DictConfig
         f"paths.output_dir={args.run_dir}",
         *overrides,  # the user's last: they win
     ]
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=leg)
+    return compose_train_config(leg)
 
 
 def summarise(trainer: TimedTrainer, args: argparse.Namespace, cfg: DictConfig) -> dict:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from dino_mx.config import config_dir, register_schemas
+from dino_mx.data import bundled_pneumoniamnist_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 register_schemas()
@@ -34,3 +37,18 @@ def smoke_config():
         )
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step run of a width-24 ViT (tests/eval/conftest.py), trained once for every test
+    that only reads it; a test that writes into a run copies it first."""
+    from tests.eval.conftest import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("tiny") / "run")
+
+
+def normalised_test_images(n: int, mean: float, std: float) -> torch.Tensor:
+    """The first ``n`` bundled test images normalised by hand: (n, 1, 28, 28)."""
+    raw = np.load(bundled_pneumoniamnist_path())["test_images"][:n]
+    return (torch.from_numpy(raw).float()[:, None] / 255.0 - mean) / std

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from torch import Tensor
@@ -43,9 +44,11 @@ class Views:
     def batch_size(self) -> int:
         return self.crops[0].shape[0]
 
+    @cached_property
     def flat_masks(self) -> Tensor | None:
         """(N_GLOBAL * B, N): the masks stacked crop by crop, the order of
-        ``torch.cat(crops[:N_GLOBAL])``; None without masks."""
+        ``torch.cat(crops[:N_GLOBAL])``; None without masks. Computed once per micro-batch
+        (the networks and the iBOT term all read it)."""
         if self.masks is None:
             return None
         return self.masks.transpose(0, 1).flatten(0, 1)

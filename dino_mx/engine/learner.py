@@ -39,7 +39,7 @@ class Learner(nn.Module):
             teacher_temp: The teacher temperature of this step.
             monitor: Also compute the collapse monitors of the teacher's targets.
         """
-        masks = views.flat_masks()  # (N_GLOBAL * B, N), crop by crop
+        masks = views.flat_masks  # (N_GLOBAL * B, N), crop by crop
         with torch.no_grad():
             targets = teacher(views.crops[:N_GLOBAL], masks, mask_inputs=False)
         predictions = self.student(views.crops, masks, mask_inputs=True)

@@ -45,7 +45,7 @@ class IBOTTerm(iBOTPatchLoss, Term):
     ) -> Tensor:
         if student.patch_logits is None or teacher.patch_logits is None:
             raise ValueError("the iBOT term needs patch masks: method=dinov2 makes them")
-        return self(student.patch_logits, teacher.patch_logits, views.flat_masks(), teacher_temp)
+        return self(student.patch_logits, teacher.patch_logits, views.flat_masks, teacher_temp)
 
     def state_monitors(self) -> dict[str, float]:
         if self.centering != "softmax_center":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -15,22 +14,15 @@ from dino_mx.checkpoint import (
     load_component,
     resolve_checkpoint,
 )
-from dino_mx.data import bundled_pneumoniamnist_path
 from dino_mx.models.backbone import random_init_model
-from tests.eval.conftest import train_tiny_run
+from tests.conftest import normalised_test_images
 
 N_IMAGES = 16
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_run(tmp_path_factory.mktemp("train") / "run")
-
-
-def _test_images(mean: float, std: float) -> torch.Tensor:
-    """The first test images normalised by hand: (N_IMAGES, 1, 28, 28)."""
-    raw = np.load(bundled_pneumoniamnist_path())["test_images"][:N_IMAGES]
-    return (torch.from_numpy(raw).float()[:, None] / 255.0 - mean) / std
+@pytest.fixture
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def _manual_cls(state: dict[str, torch.Tensor], cfg, images: torch.Tensor) -> torch.Tensor:
@@ -59,7 +51,7 @@ def test_teacher_and_student_weights_are_loaded(run: Path) -> None:
     student, _, student_step = load_backbone_from_checkpoint(ckpt, "student")  # folder form
     assert step == student_step == 2 and not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
-    images = _test_images(cfg.data.mean[0], cfg.data.std[0])
+    images = normalised_test_images(N_IMAGES, cfg.data.mean[0], cfg.data.std[0])
     with torch.no_grad():
         f_teacher, f_student = teacher(images)[0], student(images)[0]  # (B, D) each
     assert f_teacher.shape == (N_IMAGES, 24)

@@ -7,7 +7,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -19,7 +18,6 @@ from dino_mx.checkpoint import (
     load_component,
     resolve_checkpoint,
 )
-from dino_mx.data import bundled_pneumoniamnist_path
 from dino_mx.eval.features import (
     PixelBackbone,
     cached_features,
@@ -28,20 +26,14 @@ from dino_mx.eval.features import (
     extract_features,
     feature_key,
 )
-from tests.eval.conftest import train_tiny_run
+from tests.conftest import normalised_test_images
 
 N_IMAGES = 32
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_run(tmp_path_factory.mktemp("train") / "run")
-
-
-def _test_images(mean: float, std: float) -> torch.Tensor:
-    """The first test images normalised by hand: (N_IMAGES, 1, 28, 28)."""
-    raw = np.load(bundled_pneumoniamnist_path())["test_images"][:N_IMAGES]
-    return (torch.from_numpy(raw).float()[:, None] / 255.0 - mean) / std
+@pytest.fixture
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def test_cls_mean_is_cls_then_mean_patch_token(run: Path) -> None:
@@ -50,7 +42,9 @@ def test_cls_mean_is_cls_then_mean_patch_token(run: Path) -> None:
     both, _ = extract_features(backbone, dataset, tokens="cls+mean", device="cpu")
     assert both.shape == (N_IMAGES, 2 * 24)
     with torch.no_grad():
-        cls, patches = backbone(_test_images(cfg.data.mean[0], cfg.data.std[0]))  # (B, 49, D)
+        cls, patches = backbone(
+            normalised_test_images(N_IMAGES, cfg.data.mean[0], cfg.data.std[0])
+        )  # (B, 49, D)
     assert patches.shape[1] == (28 // 4) ** 2
     torch.testing.assert_close(both[:, :24], cls, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(both[:, 24:], patches.mean(1), rtol=1e-4, atol=1e-5)
