@@ -23,7 +23,8 @@ commands:
           (`dino-mx train --help` shows the config groups and their options)
   eval    evaluate frozen features: `dino-mx eval knn|linear|localize --ckpt RUN`
   export  write a run's backbone (LoRA merged) as a Hugging Face folder:
-          `dino-mx export --ckpt RUN --out DIR [--which teacher|student]`
+          `dino-mx export --ckpt RUN --out DIR [--which teacher|student]
+          [--checkpoint best|latest]` (default: the run's best checkpoint, else its latest)
   visualize  attention maps or patch-feature PCA / k-means as PNGs in RUN/samples:
           `dino-mx visualize attention|pca --ckpt RUN [--data bccd_roi --split test --n 8]`
   demo    train DINO on the bundled PneumoniaMNIST on CPU, then print raw pixels vs random

@@ -1,6 +1,7 @@
 """``dino-mx export``: a trained backbone as a Hugging Face folder.
 
-    dino-mx export --ckpt runs/pn --out exported/pn                 # the EMA teacher
+    dino-mx export --ckpt runs/pn --out exported/pn                 # the best checkpoint's teacher
+    dino-mx export --ckpt runs/pn --out exported/pn --checkpoint latest   # the last checkpoint's
     dino-mx export --ckpt runs/pn/checkpoints/step_0000300 --out DIR --which student
 
 The folder holds ``config.json`` and ``model.safetensors`` with any LoRA update merged into the
@@ -23,7 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dino_mx.checkpoint import WHICH, load_backbone_from_checkpoint, resolve_checkpoint, run_dir_of
+from dino_mx.checkpoint import (
+    PREFER,
+    WHICH,
+    choose_checkpoint,
+    load_backbone_from_checkpoint,
+    run_dir_of,
+)
 from dino_mx.errors import reports_errors
 from dino_mx.model_card import DEFAULT_LICENSE, write_model_card
 from dino_mx.models.adapters import build_adapter
@@ -33,21 +40,29 @@ INFO_FILE = "dino_mx_export.json"
 
 
 def export_checkpoint(
-    ckpt: str | Path, out: str | Path, which: str = "teacher", license: str = DEFAULT_LICENSE
+    ckpt: str | Path,
+    out: str | Path,
+    which: str = "teacher",
+    license: str = DEFAULT_LICENSE,
+    checkpoint: str = "best",
 ) -> Path:
     """Write the ``which`` backbone of ``ckpt`` to ``out`` with ``save_pretrained``.
 
     Args:
-        ckpt: Run directory (its latest checkpoint) or a ``step_*`` checkpoint folder.
+        ckpt: Run directory (its checkpoint chosen by ``checkpoint``) or a ``step_*``
+            checkpoint folder.
         out: Folder to create; a previous export there is replaced atomically, any other
             non-empty folder is refused.
         which: ``teacher`` (the EMA network, what DINO evaluates) or ``student``.
         license: Licence identifier for the model card's front matter.
+        checkpoint: Which checkpoint of a run directory: ``best`` (picked by its periodic k-NN;
+            the latest when it has none) or ``latest``.
 
     Returns:
         The folder written.
     """
-    backbone, cfg, step = load_backbone_from_checkpoint(ckpt, which)
+    chosen = choose_checkpoint(ckpt, checkpoint)  # logs which one, and why
+    backbone, cfg, step = load_backbone_from_checkpoint(chosen.folder, which)
     out = Path(out).expanduser().resolve()
     if out.exists() and any(out.iterdir()) and not (out / INFO_FILE).is_file():
         raise FileExistsError(f"{out} exists and is not a dino-mx export: choose another --out")
@@ -55,7 +70,8 @@ def export_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     backbone.model.save_pretrained(tmp)  # config.json + model.safetensors
     info: dict[str, Any] = {
-        "checkpoint": str(Path(ckpt).resolve()),
+        "checkpoint": str(chosen.folder.resolve()),
+        "checkpoint_choice": chosen.choice,
         "which": which,
         "step": step,
         "model": cfg.model.name,
@@ -64,11 +80,12 @@ def export_checkpoint(
         "image_size": int(cfg.augment.global_size),
     }
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    write_model_card(tmp, cfg, info, run_dir_of(resolve_checkpoint(ckpt)), license)
+    write_model_card(tmp, cfg, info, run_dir_of(chosen.folder), license)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    log.info("exported the %s of %s (step %d) to %s", which, ckpt, step, out)
+    how = f"the {chosen.choice} checkpoint " if chosen.choice != "folder" else ""
+    log.info("exported the %s of %s%s (step %d) to %s", which, how, chosen.folder, step, out)
     return out
 
 
@@ -83,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (AutoModel.from_pretrained)")
     parser.add_argument("--which", choices=WHICH, default="teacher", help="default: teacher")
     parser.add_argument(
+        "--checkpoint",
+        choices=PREFER,
+        default="best",
+        help="which checkpoint of a run directory: best (default; the one its periodic k-NN "
+        "scored highest, trainer.best_metric, else the latest) or latest (the last one saved)",
+    )
+    parser.add_argument(
         "--license",
         default=DEFAULT_LICENSE,
         help=f"model card licence (Hub identifier; default {DEFAULT_LICENSE}, dino-mx's): "
@@ -90,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = export_checkpoint(args.ckpt, args.out, args.which, args.license)
+    out = export_checkpoint(args.ckpt, args.out, args.which, args.license, args.checkpoint)
     print(out)
     return 0
 

@@ -138,12 +138,12 @@ def test_resolved_config_yaml_holds_plain_values_and_compares_equal_on_resume():
 
 def test_a_config_saved_by_an_older_version_reads_in_todays_layout():
     old = OmegaConf.to_container(make(["adapter=lora"]), resolve=True, enum_to_str=True)
-    old["method"] |= {"layerwise_decay": 0.8, "patch_embed_lr_mult": 0.5, "koleo_weight": 0.0}
+    old["method"] |= {"layerwise_decay": 0.8, "patch_embed_lr_mult": 0.5, "ibot": {"weight": 0.0}}
     del old["optim"]["layerwise_decay"], old["optim"]["patch_embed_lr_mult"]
     old["adapter"]["num_layers"] = 0  # every adapter's keys were in one schema
     new = upgrade_saved_config(old)
     assert (new["optim"]["layerwise_decay"], new["optim"]["patch_embed_lr_mult"]) == (0.8, 0.5)
-    assert "koleo_weight" not in new["method"] and "num_layers" not in new["adapter"]
+    assert "ibot" not in new["method"] and "num_layers" not in new["adapter"]
     cfg = apply_overrides(OmegaConf.create(old), ["adapter.r=4"])
     assert OmegaConf.get_type(cfg.adapter) is LoRAConfig and cfg.adapter.r == 4
     with pytest.raises(ConfigAttributeError, match="num_layers"):

@@ -22,6 +22,11 @@ Layout of a run directory::
                                            RUN/base, which this file names and hashes
     RUN/checkpoints/.tmp_step_0000300/   a save in progress, renamed to step_0000300 when complete
     RUN/checkpoints/latest               name of the last complete checkpoint
+    RUN/checkpoints/best.json            trainer.eval_every > 0: the checkpoint whose periodic
+                                           k-NN scored highest, {"checkpoint": "step_0000300",
+                                           "step": 300, "metric": "knn/val_accuracy_k20",
+                                           "value": 0.83}; rotation never deletes it, and eval /
+                                           export read it before `latest` (see .best)
 
 The backbone's weights are the ``backbone.model.*`` keys of the student and teacher state dicts
 (a Hugging Face model inside :class:`~dino_mx.models.Backbone`); evaluation and export read
@@ -34,6 +39,7 @@ from __future__ import annotations
 CONFIG_FILE = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+BEST = "best.json"
 STEP_PREFIX = "step_"
 TMP_PREFIX = ".tmp_step_"
 

@@ -1,18 +1,23 @@
-"""Finding checkpoints: a run's complete ones, the latest, and one part of one without a trainer.
+"""Finding checkpoints: a run's complete ones, the latest, the one a reader uses, and one part of
+one without a trainer.
 
 Only folders renamed into place by a finished save count (``step_*``); a ``.tmp_step_*`` folder
 is an interrupted save and is never listed, only removed when a run starts. ``latest`` names the
 last complete checkpoint; if it is missing or names a folder that is gone, the newest complete
-one is used.
+one is used. Readers of a run directory (evaluation, export, a distillation teacher) take its
+best checkpoint (:mod:`.best`) when it has one, else the latest (:func:`choose_checkpoint`);
+resuming takes the latest.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dino_mx.checkpoint.best import best_checkpoint, read_best
 from dino_mx.checkpoint.format import (
     CHECKPOINTS,
     COMPONENTS,
@@ -26,6 +31,7 @@ from dino_mx.checkpoint.io import read_checkpoint_file, read_json
 from dino_mx.checkpoint.legacy import LegacyCheckpointError, legacy_message
 
 log = logging.getLogger(__name__)
+PREFER = ("best", "latest")  # which checkpoint of a run directory a reader takes
 
 
 def remove_temporaries(run_dir: str | Path) -> None:
@@ -56,18 +62,70 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory or a checkpoint folder -> the checkpoint folder."""
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """The checkpoint folder a reader uses, and why.
+
+    Attributes:
+        folder: The ``step_*`` folder.
+        choice: ``best`` or ``latest`` (of a run directory), ``folder`` (named directly).
+        reason: One line for the user: which checkpoint, and why that one.
+    """
+
+    folder: Path
+    choice: str
+    reason: str
+
+
+def _no_best(run_dir: Path) -> str:
+    record = read_best(run_dir)
+    if record is None:
+        return "no best checkpoint: the run had no periodic evaluation, trainer.eval_every=0"
+    return f"its best checkpoint {record.checkpoint} is gone"
+
+
+def choose_checkpoint(path: str | Path, prefer: str = "best") -> CheckpointChoice:
+    """The checkpoint a reader of ``path`` uses: a checkpoint folder is itself; a run directory
+    gives its best checkpoint (``best.json``) if it has one and ``prefer`` is ``best``, else its
+    latest. The choice of a run directory's checkpoint is logged with its reason.
+
+    Raises:
+        ValueError: ``prefer`` is neither ``best`` nor ``latest``.
+        FileNotFoundError: ``path`` is neither a checkpoint folder nor a run with checkpoints.
+    """
+    if prefer not in PREFER:
+        valid = ", ".join(PREFER)
+        raise ValueError(f"unknown checkpoint choice '{prefer}'; valid choices: {valid}")
     path = Path(path)
     if (path / STUDENT_FILE).is_file() or (path / COMPONENTS["train_state"]).is_file():
-        return path
-    ckpt = latest_checkpoint(path)
-    if ckpt is None:
+        return CheckpointChoice(path, "folder", f"using the checkpoint folder {path}")
+    latest = latest_checkpoint(path)
+    if latest is None:
         raise FileNotFoundError(
             f"no checkpoint in {path}: expected {path / CHECKPOINTS}/{STEP_PREFIX}*/ (a run "
             f"directory) or a checkpoint folder holding {STUDENT_FILE}"
         )
-    return ckpt
+    best = best_checkpoint(path) if prefer == "best" else None
+    if best is not None and (record := read_best(path)) is not None:
+        last = (
+            "also the latest"
+            if best == latest
+            else f"the last one is {latest.name}: --checkpoint latest or its folder"
+        )
+        reason = f"using the best checkpoint {best.name} of {path} ({record.describe()}; {last})"
+        choice = CheckpointChoice(best, "best", reason)
+    else:
+        why = "--checkpoint latest" if prefer == "latest" else _no_best(path)
+        reason = f"using the latest checkpoint {latest.name} of {path} ({why})"
+        choice = CheckpointChoice(latest, "latest", reason)
+    log.info("%s", choice.reason)
+    return choice
+
+
+def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
+    """A run directory (its best checkpoint, else its latest; ``prefer="latest"``: its latest)
+    or a checkpoint folder -> the checkpoint folder, as :func:`choose_checkpoint` picks it."""
+    return choose_checkpoint(path, prefer).folder
 
 
 def is_run_or_checkpoint(path: Path) -> bool:

@@ -63,19 +63,22 @@ def saved_config(ckpt_dir: Path) -> DictConfig:
 
 
 def load_backbone_from_checkpoint(
-    ckpt: str | Path, which: str = "teacher"
+    ckpt: str | Path, which: str = "teacher", prefer: str = "best"
 ) -> tuple[Backbone, DictConfig, int]:
     """Rebuild the frozen backbone of a training checkpoint.
 
     Args:
-        ckpt: A run directory (its latest checkpoint is used) or a ``step_*`` checkpoint folder.
+        ckpt: A run directory (its best checkpoint, else its latest, is used: see ``prefer``)
+            or a ``step_*`` checkpoint folder.
         which: ``teacher`` (the EMA network DINO evaluates) or ``student``.
+        prefer: ``best`` or ``latest``: which checkpoint of a run directory
+            (:func:`~.listing.choose_checkpoint`, which logs the choice).
 
     Returns:
         The :class:`Backbone` in eval mode, the resolved training config saved beside the
         checkpoint, and the optimiser step it was saved at.
     """
-    ckpt_dir = resolve_checkpoint(ckpt)
+    ckpt_dir = resolve_checkpoint(ckpt, prefer)
     cfg = saved_config(ckpt_dir)
     state = backbone_state(ckpt_dir, which)
     base = read_base_reference(ckpt_dir)

@@ -5,8 +5,9 @@ finite on every process (:mod:`.finite`): a diverged step is never saved. A chec
 written into a hidden temporary folder, each file fsynced, and renamed into place only once
 every process has finished writing; ``latest`` is replaced atomically after that, so a crash
 during a save leaves the previous checkpoint untouched and ``latest`` pointing at it. Leftover
-temporary folders are removed when a run starts (:func:`~.listing.remove_temporaries`). The
-files and their contents are listed in :mod:`.format`.
+temporary folders are removed when a run starts (:func:`~.listing.remove_temporaries`). Rotation
+keeps the newest ``keep_last`` and whatever the caller spares (the best checkpoint, :mod:`.best`).
+The files and their contents are listed in :mod:`.format`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,10 +116,13 @@ def save_checkpoint(
     parts: CheckpointParts,
     config_yaml: str,
     keep_last: int = 2,
+    *,
+    keep: Sequence[Path] = (),
 ) -> Path:
     """Save the full training state at ``parts.train_state.step``; every process must call this.
 
-    Keeps the ``keep_last`` most recent checkpoints (0 keeps all), never the one just written.
+    Rotation spares the folders in ``keep`` (the best checkpoint) and keeps the ``keep_last``
+    most recent of the others (0 keeps all), never the one just written.
 
     Raises:
         DivergedError: A student, teacher or optimiser tensor is not finite on some process;
@@ -153,7 +157,9 @@ def save_checkpoint(
         fsync_path(root)
         write_text_atomic(root / LATEST, final.name)
         if keep_last > 0:
-            for old in list_checkpoints(run_dir)[:-keep_last]:
+            spared = {Path(k).resolve() for k in keep}
+            others = [c for c in list_checkpoints(run_dir) if c.resolve() not in spared]
+            for old in others[:-keep_last]:
                 if old != final:
                     shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

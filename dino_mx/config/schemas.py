@@ -165,6 +165,10 @@ class MethodConfig:
     momentum_teacher: float = 0.996
     centering: Centering = Centering.softmax_center  # both losses (DINO, iBOT)
     dino_weight: float = 1.0  # weight of the CLS (DINO) loss
+    koleo_weight: float = 0.0  # KoLeo on the student's global CLS features (dinov1: 0 = no term)
+    # [lo, hi] training images: koleo_weight up to lo, 0 from hi on, linear in between
+    # (dino_mx/engine/sizing.py); null: koleo_weight on any data
+    koleo_images: list[int] | None = None
 
 
 @dataclass
@@ -175,7 +179,6 @@ class DINOv1Config(MethodConfig):
 @dataclass
 class DINOv2Config(MethodConfig):
     name: MethodName = MethodName.dinov2
-    koleo_weight: float = 0.0  # KoLeo on the student's global CLS features
     ibot: IBOTConfig = field(default_factory=IBOTConfig)
 
 
@@ -215,8 +218,13 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = 1000
+    # The run's length (dino_mx/engine/budget.py): max_steps updates, or with epochs and/or
+    # budget_min set, epochs over the data capped by max_steps (null: no cap) and the minutes.
+    max_steps: int | None = 1000
+    epochs: float | None = None
+    budget_min: float | None = None
     batch_size: int = 64  # per process
+    min_updates_per_epoch: int = 0  # > 0: a small dataset's batch halved until an epoch has this
     grad_accum: int = 1
     precision: Precision = Precision.auto
     seed: int = 0
@@ -225,6 +233,8 @@ class TrainerConfig:
     keep_last: int = 2
     resume: bool = False
     eval_every: int = 0  # k-NN on the eval split every N steps; 0 disables
+    eval_count: int = 0  # > 0: eval_every = ceil(max_steps / eval_count), evenly over any length
+    best_metric: str = "knn/val_accuracy_k20"  # periodic-eval scalar that picks checkpoints/best
     tb_images: int = 8  # val images in the attention / PCA grids at each eval; 0: none
     compile: bool = False
     # Shard the student and its EMA teacher with FSDP2 (dino_mx/engine/fsdp.py); also on when

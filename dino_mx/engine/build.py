@@ -59,6 +59,7 @@ class LoopConfig:
     save_every: int
     keep_last: int
     eval_every: int
+    best_metric: str  # the periodic evaluation's scalar that picks the best checkpoint
     progress: bool
     clip_grad: float  # 0 disables
     freeze_last_layer_steps: int  # the heads' last layers get no update before this step
@@ -76,6 +77,7 @@ class LoopConfig:
             save_every=t.save_every,
             keep_last=t.keep_last,
             eval_every=t.eval_every,
+            best_metric=t.best_metric,
             progress=t.progress,
             clip_grad=o.clip_grad,
             freeze_last_layer_steps=int(o.freeze_last_layer_ratio * t.max_steps),

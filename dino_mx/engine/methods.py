@@ -44,10 +44,14 @@ class MethodParts:
 
 
 def dinov1(cfg: MethodConfig | DictConfig, backbone: Backbone) -> MethodParts:
-    """DINO: cross-view CLS self-distillation (Caron et al., 2021)."""
+    """DINO: cross-view CLS self-distillation (Caron et al., 2021); with ``koleo_weight`` > 0
+    also DINOv2's KoLeo (what keeps a small dataset's features apart, docs/transfer.md)."""
     student = MultiCropModel(backbone, build_head(cfg.head, backbone.embed_dim))
     dino = DINOTerm(cfg.head.out_dim, cfg.student_temp, cfg.center_momentum, cfg.centering)
-    return MethodParts(student, Objective({"dino": dino}, {"dino": cfg.dino_weight}), None)
+    objective = Objective({"dino": dino}, {"dino": cfg.dino_weight})
+    if cfg.koleo_weight > 0:
+        objective.add("koleo", KoLeoTerm(), cfg.koleo_weight)
+    return MethodParts(student, objective, None)
 
 
 def dinov2(cfg: MethodConfig | DictConfig, backbone: Backbone) -> MethodParts:

@@ -6,24 +6,31 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import statistics
+import tempfile
+import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list, set_seed
 from omegaconf import DictConfig
 
 from dino_mx.config import Precision
 from dino_mx.engine.build import LoopConfig, build_parts
 from dino_mx.engine.resume import check_start
-from dino_mx.engine.trainer import PeriodicEval, Trainer
+from dino_mx.engine.sizing import cap_by_minutes, size_from_data, spread_evaluations
+from dino_mx.engine.trainer import PeriodicEval, Trainer, batches_of
 from dino_mx.engine.validate import validate_config
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = tuple(str(p) for p in Precision)
+PROBE_STEPS = 6  # timed updates of trainer.budget_min's probe; the first (warm-up) is not counted
 
 
 def resolve_precision(precision: str) -> str:
@@ -61,6 +68,35 @@ def build_trainer(
     return Trainer(parts, loop, accelerator, run_dir, evaluate, check_start(cfg, run_dir))
 
 
+def seconds_per_update(
+    cfg: DictConfig, accelerator: Accelerator, steps: int = PROBE_STEPS
+) -> float:
+    """The median wall time of one update of the run ``cfg`` describes, on this machine.
+
+    A throw-away copy of the run is built in a temporary folder and takes ``steps`` updates
+    (the first, which warms up the loader and the kernels, is not counted); then it is freed, so
+    the real run starts from the same seed as if nothing had been measured. Every process
+    measures, the main process's figure is used by all.
+    """
+    probe = copy.deepcopy(cfg)
+    probe.trainer.max_steps, probe.trainer.eval_every, probe.trainer.eval_count = 10 * steps, 0, 0
+    with tempfile.TemporaryDirectory(prefix="dino_mx_probe_") as folder:
+        trainer = build_trainer(probe, Path(folder), accelerator)
+        trainer.learner.train()
+        batches = batches_of(trainer.loader())
+        times = []
+        for step in range(steps):
+            start = time.perf_counter()
+            trainer.step(batches, trainer.parts.schedules.at(step), monitor=False)
+            times.append(time.perf_counter() - start)
+        del trainer, batches
+        accelerator.free_memory()
+    holder = [statistics.median(times[1:])]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(holder, from_process=0)
+    return float(holder[0])
+
+
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -72,11 +108,18 @@ def run(
         evaluation: Builds the periodic evaluation from the config (``trainer.eval_every``).
     """
     validate_config(cfg)  # values, ranges, keys added with +: before anything is built
+    state = PartialState(cpu=not torch.cuda.is_available())
+    cfg = size_from_data(cfg, state.num_processes, state.is_main_process)
     # A refused start (checkpoints, changed config) writes nothing: checked before anything is.
-    if check_start(cfg, run_dir) is None and cfg.trainer.resume:
+    resume_from = check_start(cfg, run_dir)
+    if resume_from is None and cfg.trainer.resume:
         log.warning("trainer.resume=true but %s has no checkpoint: starting", run_dir)
     set_seed(cfg.trainer.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg, run_dir)
+    measure = partial(seconds_per_update, cfg, accelerator)
+    cfg = cap_by_minutes(cfg, measure, resume_from, accelerator.is_main_process)
+    set_seed(cfg.trainer.seed)  # as if nothing had been measured
+    cfg = spread_evaluations(cfg)
     evaluate = evaluation(cfg) if evaluation is not None else None
     return build_trainer(cfg, run_dir, accelerator, evaluate).fit()

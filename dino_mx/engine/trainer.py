@@ -38,6 +38,7 @@ from dino_mx.checkpoint import (
 from dino_mx.checkpoint.format import CONFIG_FILE
 from dino_mx.data import InfiniteSampler, SeededAugment
 from dino_mx.data.views import Views
+from dino_mx.engine.best import BestSelector
 from dino_mx.engine.build import LoopConfig, TrainParts
 from dino_mx.engine.divergence import check_loss
 from dino_mx.engine.ema import ema_update
@@ -70,6 +71,13 @@ class Trainer:
         self.learner, self.optimizer, self.teacher = parts.learner, parts.optimizer, parts.teacher
         self.state = parts.checkpoint.train_state
         self.evaluate, self.resume_from = evaluate, resume_from
+        # trainer.best_metric; ``evaluate`` must be given to every process alike (they all learn
+        # the main process's decision).
+        self.best = (
+            BestSelector(run_dir, loop.best_metric, accelerator)
+            if evaluate is not None and loop.eval_every > 0
+            else None
+        )
 
     @property
     def student(self) -> nn.Module:
@@ -198,7 +206,7 @@ class Trainer:
             desc="train",
         )
         try:
-            return self._loop(_batches(self.loader()), bar)
+            return self._loop(batches_of(self.loader()), bar)
         finally:  # also when a guard stops the run: close the trackers, leave the process group
             bar.close()
             acc.end_training()
@@ -229,28 +237,45 @@ class Trainer:
                 if self.parts.collapse.watch(last, acc.device, acc.is_main_process, self.run_dir):
                     break  # trainer.on_collapse=stop: the collapsed step is never saved
             done = self.state.step == lp.max_steps
+            evaluated: dict[str, float] = {}
+            new_best = False
             if lp.eval_every > 0 and (done or self.state.step % lp.eval_every == 0):
-                last |= self._periodic_eval(step)
-            if done or (lp.save_every > 0 and self.state.step % lp.save_every == 0):
-                save_checkpoint(
-                    acc, self.run_dir, self.parts.checkpoint, self.parts.config_yaml, lp.keep_last
-                )
+                evaluated, new_best = self._periodic_eval(step)
+                last |= evaluated
+            if new_best or done or (lp.save_every > 0 and self.state.step % lp.save_every == 0):
+                self._save(evaluated if new_best else None)
         return last
 
-    def _periodic_eval(self, step: int) -> dict[str, float]:
-        """``trainer.eval_every``: the evaluation of the teacher's backbone, on the main process."""
+    def _save(self, best: dict[str, float] | None) -> None:
+        """Save a checkpoint at this step, sparing the best from rotation; ``best``: the scalars
+        that make it the new best, recorded once the save is complete."""
+        keep = self.best.keep() if self.best is not None else ()
+        ckpt = save_checkpoint(
+            self.acc,
+            self.run_dir,
+            self.parts.checkpoint,
+            self.parts.config_yaml,
+            self.loop.keep_last,
+            keep=keep,
+        )
+        if best is not None and self.best is not None:
+            self.best.record(ckpt, self.state.step, best)
+
+    def _periodic_eval(self, step: int) -> tuple[dict[str, float], bool]:
+        """``trainer.eval_every``: the evaluation of the teacher's backbone, on the main process;
+        its scalars (main process) and, on every process, whether they make a new best."""
         scalars: dict[str, float] = {}
         if self.evaluate is None:
-            return scalars
+            return scalars, False
         backbone = self.parts.eval_backbone()  # every process: FSDP gathers the teacher here
         if self.acc.is_main_process and backbone is not None:
             scalars = self.evaluate(backbone, step, self.acc)
             log.info("step %d: %s", self.state.step, scalars)
         self.acc.wait_for_everyone()
-        return scalars
+        return scalars, self.best is not None and self.best.is_new_best(scalars)
 
 
-def _batches(loader: DataLoader) -> Iterator[object]:
+def batches_of(loader: DataLoader) -> Iterator[object]:
     """The loader's collated batches (the per-sample transform's output), endlessly."""
     for views, _ in loader:
         yield views

@@ -32,6 +32,8 @@ POSITIVE_INTS = (
 )
 NON_NEGATIVE = (
     *("trainer.save_every", "trainer.keep_last", "trainer.eval_every", "trainer.tb_images"),
+    "trainer.eval_count",
+    "trainer.min_updates_per_epoch",
     *("augment.n_local", "augment.roi_crops", "adapter.num_layers", "data.num_workers"),
     *("distill.projector_hidden", "distill.weight", "adapter.alpha"),
     *("augment.brightness", "augment.contrast", "augment.saturation"),
@@ -72,6 +74,7 @@ RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
     (POSITIVE, lambda v: _finite(v) and v > 0, "a finite number > 0"),
     (PROBABILITIES, lambda v: _finite(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     (BELOW_ONE, lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
+    (("trainer.epochs", "trainer.budget_min"), lambda v: _finite(v) and v > 0, "a number > 0"),
     (("augment.hue",), lambda v: _finite(v) and 0 <= v <= 0.5, "in [0, 0.5]"),
     (("augment.roi_jitter",), lambda v: _finite(v) and 0 <= v < 0.5, "in [0, 0.5)"),
     (
@@ -97,6 +100,7 @@ PAIR_RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
         "[lo, hi] with 0 <= lo <= hi <= 1",
     ),
     (("augment.roi_scale",), _pair(lambda lo, hi: 0 < lo <= hi), "[lo, hi] with 0 < lo <= hi"),
+    (("method.koleo_images",), _pair(lambda lo, hi: 0 < lo < hi), "[lo, hi] with 0 < lo < hi"),
 ]
 
 
@@ -166,8 +170,11 @@ def problems(cfg: DictConfig) -> list[str]:
     for keys, ok, valid in PAIR_RULES:
         for key in keys:
             present, value = _values(cfg, key)
-            if present and not ok(value):
+            if present and value is not None and not ok(value):
                 found.append(f"{key}={value}: must be {valid}")
+    t = cfg.trainer
+    if t.max_steps is None and t.epochs is None and t.budget_min is None:
+        found.append("trainer.max_steps=null: set it, trainer.epochs or trainer.budget_min")
     model = cfg.model
     if model.pretrained is None and model.num_heads >= 1 and model.hidden_size % model.num_heads:
         found.append(

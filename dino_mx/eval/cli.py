@@ -6,7 +6,8 @@ one :class:`~dino_mx.eval.network.NetworkSpec`, built from the same options
 
 Launch it as
 
-    dino-mx eval knn --ckpt runs/pn                       # the run's latest teacher, its data
+    dino-mx eval knn --ckpt runs/pn                       # the run's best teacher, its data
+    dino-mx eval knn --ckpt runs/pn --checkpoint latest   # its last checkpoint instead
     dino-mx eval linear --ckpt runs/pn/checkpoints/step_0000300 --which student
     dino-mx eval knn --ckpt runs/pn --data bloodcells --data-root ../shared/data
     dino-mx eval knn --model vit_tiny                     # random-init baseline (seed 0)

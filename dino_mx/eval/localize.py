@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from dino_mx.eval.attention import cls_attention, top_mass_mask, upsample
 from dino_mx.eval.features import eval_dataset
 from dino_mx.eval.network import Network, NetworkSpec, load_network
-from dino_mx.eval.results import write_result
+from dino_mx.eval.results import network_label, write_result
 from dino_mx.models.backbone import Backbone, build_seeded_backbone
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,8 @@ def evaluate_localize(
 def format_localize(result: dict[str, Any]) -> str:
     """One-paragraph report of an :func:`evaluate_localize` result."""
     m, d = result["metrics"], result["data"]
-    step = f", step {result['step']}" if result["step"] is not None else ""
     return (
-        f"localize | {result['network']}{step} | {d['name']} {result['split']} at "
+        f"localize | {network_label(result)} | {d['name']} {result['split']} at "
         f"{d['image_size']} px | class {result['roi_class'] or 'all'} | keep {result['keep']}\n"
         f"{result['n_images']} images with boxes ({result['n_skipped']} without)\n"
         f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  "

@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from dino_mx.checkpoint import (
+    PREFER,
     checkpoint_fingerprint,
+    choose_checkpoint,
     load_backbone_from_checkpoint,
-    resolve_checkpoint,
     run_dir_of,
 )
 from dino_mx.config import apply_overrides, compose_train_config, config_dir
@@ -52,7 +53,8 @@ class NetworkSpec:
     ``baseline`` names the network.
 
     Attributes:
-        ckpt: Run directory (its latest checkpoint) or checkpoint folder.
+        ckpt: Run directory (its best checkpoint, else its latest: see ``checkpoint``) or
+            checkpoint folder.
         model: Model preset (``configs/model/NAME.yaml``, random init with seed 0), hub name or
             local Hugging Face folder.
         baseline: ``pixels``: the resized image itself is the feature.
@@ -61,10 +63,12 @@ class NetworkSpec:
         data_root: Sets ``data.root``.
         overrides: ``KEY=VALUE`` for the data/augment (and, for baselines, model) config; a
             checkpoint fixes its model.
+        checkpoint: Which checkpoint of a run directory: ``best`` (picked by the run's periodic
+            k-NN, ``trainer.best_metric``; the latest when it has none) or ``latest``.
 
     Raises:
-        ValueError: Not exactly one network, an unknown baseline, or a model override for a
-            checkpoint.
+        ValueError: Not exactly one network, an unknown baseline or checkpoint choice, or a
+            model override for a checkpoint.
     """
 
     ckpt: str | Path | None = None
@@ -74,6 +78,7 @@ class NetworkSpec:
     data: str | None = None
     data_root: str | None = None
     overrides: Sequence[str] = ()
+    checkpoint: str = "best"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", tuple(self.overrides))  # frozen, hashable
@@ -82,6 +87,10 @@ class NetworkSpec:
         if self.baseline not in (None, *BASELINES):
             raise ValueError(
                 f"unknown baseline '{self.baseline}'; valid choices: {', '.join(BASELINES)}"
+            )
+        if self.checkpoint not in PREFER:
+            raise ValueError(
+                f"unknown checkpoint choice '{self.checkpoint}'; valid choices: {', '.join(PREFER)}"
             )
         if self.ckpt is not None and any(
             o.lstrip("+~").startswith("model") for o in self.overrides
@@ -100,6 +109,8 @@ class Network:
         backbone: The frozen encoder; None for a model baseline until the data's channels are
             known (:func:`network_features` builds it).
         which, ckpt, step, run_dir: Set for checkpoints only.
+        choice: How ``ckpt`` was chosen: ``best`` or ``latest`` of a run directory, ``folder``
+            (named directly); checkpoints only.
         trained_on: ``{name, size}`` of the data the checkpoint was trained on (checkpoints only),
             to tell its own data from another's in result file names.
         task: The data's MedMNIST task type; set by :func:`network_features`.
@@ -115,6 +126,7 @@ class Network:
     run_dir: Path | None = None
     trained_on: dict[str, Any] | None = None
     task: str | None = None
+    choice: str | None = None
 
     @property
     def image_size(self) -> int:
@@ -131,6 +143,7 @@ class Network:
             "network": self.label,
             "which": self.which,
             "checkpoint": str(self.ckpt) if self.ckpt else None,
+            "checkpoint_choice": self.choice,
             "step": self.step,
             "model": self.cfg.model.name if self.label != "pixels" else None,
         }
@@ -166,12 +179,13 @@ def load_network(spec: NetworkSpec) -> Network:
     """
     if spec.ckpt is None:
         return _baseline_network(spec)
-    backbone, saved, step = load_backbone_from_checkpoint(spec.ckpt, spec.which)
+    chosen = choose_checkpoint(spec.ckpt, spec.checkpoint)  # logs which one, and why
+    ckpt_dir = chosen.folder
+    backbone, saved, step = load_backbone_from_checkpoint(ckpt_dir, spec.which)
     trained_on = {"name": saved.data.name, "size": saved.data.size}
     if spec.data is not None:
         saved.data = compose_train_config([f"data={spec.data}", *spec.overrides]).data
     cfg = _sections(apply_overrides(saved, spec.overrides), spec.data_root)
-    ckpt_dir = resolve_checkpoint(spec.ckpt)
     return Network(
         cfg,
         spec.which,
@@ -182,6 +196,7 @@ def load_network(spec: NetworkSpec) -> Network:
         step,
         run_dir_of(ckpt_dir),
         trained_on,
+        choice=chosen.choice,
     )
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import textwrap
 from typing import Any
 
+from dino_mx.checkpoint import PREFER
 from dino_mx.eval.knn import DEFAULT_KS
 from dino_mx.eval.linear import DEFAULT_CS, SELECT
 from dino_mx.eval.network import BASELINES, NetworkSpec
@@ -24,6 +25,7 @@ knn@DATA.json, knn_student.json, knn_val.json otherwise).
 
 examples:
   dino-mx eval knn --ckpt runs/pn
+  dino-mx eval knn --ckpt runs/pn --checkpoint latest
   dino-mx eval linear --ckpt runs/pn --which student
   dino-mx eval knn --ckpt runs/pn --data bloodcells --data-root ../shared/data
   dino-mx eval knn --baseline pixels --data medmnist --override data.flag=chestmnist \\
@@ -78,7 +80,9 @@ def add_network_options(parser: argparse.ArgumentParser, *, baselines: bool = Tr
         baselines: Offer ``--baseline`` (not for commands that need a ViT's attention).
     """
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="run directory (latest checkpoint) or checkpoint folder")
+    src.add_argument(
+        "--ckpt", help="run directory (its checkpoint chosen by --checkpoint) or checkpoint folder"
+    )
     src.add_argument(
         "--model",
         help="untrained baseline: preset (configs/model, random init with seed 0), hub name or "
@@ -93,6 +97,13 @@ def add_network_options(parser: argparse.ArgumentParser, *, baselines: bool = Tr
         choices=["teacher", "student"],
         default="teacher",
         help="checkpoint network (default: %(default)s, the EMA network DINO evaluates)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=list(PREFER),
+        default="best",
+        help="which checkpoint of a run directory: best (default; the one its periodic k-NN "
+        "scored highest, trainer.best_metric, else the latest) or latest (the last one saved)",
     )
     untrained = "--model/--baseline" if baselines else "--model"
     parser.add_argument(

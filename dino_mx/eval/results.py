@@ -86,12 +86,20 @@ def metrics_table(rows: list[tuple[str, dict[str, float]]], first: str) -> str:
     return "\n".join(lines)
 
 
+def network_label(result: dict[str, Any]) -> str:
+    """``teacher, step 300 (best checkpoint)``: the network, and for a checkpoint its step and
+    how it was chosen (a run's best or latest; nothing for a folder named directly)."""
+    step = f", step {result['step']}" if result.get("step") is not None else ""
+    choice = result.get("checkpoint_choice")
+    how = f" ({choice} checkpoint)" if choice in ("best", "latest") else ""
+    return f"{result['network']}{step}{how}"
+
+
 def format_result(result: dict[str, Any]) -> str:
     """A human-readable report of a k-NN or linear-probe result."""
-    step = f", step {result['step']}" if result["step"] is not None else ""
     d = result["data"]
     head = (
-        f"{result['eval']} | {result['network']}{step} | tokens {result['tokens']} | "
+        f"{result['eval']} | {network_label(result)} | tokens {result['tokens']} | "
         f"{d['name']} ({d['size']} px data, {d['image_size']} px input, {result['task']}) | "
         f"{result['n_train']} train / {result['n_eval']} {result['split']}, "
         f"dim {result['feature_dim']}"

@@ -177,12 +177,19 @@ def test_any_backbone_trains_with_any_method(tmp_path, smoke_config, arch, metho
         assert ("backbone.mask_token" in student) == (method == "dinov2")
 
 
-def test_dinov1_has_no_dinov2_losses():
-    # DINOv1's schema has no iBOT or KoLeo keys: setting one fails naming it.
-    with pytest.raises(ConfigCompositionException, match="method.koleo_weight"):
-        make_config("method=dinov1", "method.koleo_weight=0.1")
+def test_dinov1_has_no_ibot_and_koleo_only_when_weighted():
+    # DINOv1's schema has no iBOT keys: setting one fails naming it.
+    with pytest.raises(ConfigCompositionException, match="method.ibot"):
+        make_config("method=dinov1", "method.ibot.weight=0.1")
     with pytest.raises(ValueError, match="dinov1, dinov2"):
         get_method("dinov3")
+    backbone = build_backbone(make_config("+experiment=smoke").model, 1)
+    plain = get_method("dinov1").build(make_config("+experiment=smoke").method, backbone)
+    assert list(plain.objective.terms()) == ["dino"]  # weight 0: no term, no state, no cost
+    cfg = make_config("+experiment=smoke", "method.koleo_weight=0.5").method
+    parts = get_method("dinov1").build(cfg, backbone)
+    assert list(parts.objective.terms()) == ["dino", "koleo"]
+    assert parts.objective.weights["koleo"] == 0.5 and parts.masking is None
 
 
 @pytest.mark.parametrize("centering", ["softmax_center", "sinkhorn_knopp"])

@@ -114,7 +114,7 @@ def test_training_logs_grids_at_each_eval_next_to_knn(monitored_run):
 
 def test_logged_grids_are_the_teachers_at_that_step(monitored_run):
     """The step-3 grids (after the 4th update) equal the ones the checkpointed teacher draws."""
-    backbone, cfg, step = load_backbone_from_checkpoint(monitored_run)
+    backbone, cfg, step = load_backbone_from_checkpoint(monitored_run, prefer="latest")
     assert step == 4
     monitor = ValMonitor(cfg.data, cfg.augment.global_size, 8)
     expected = monitor.images(backbone, torch.device("cpu"))

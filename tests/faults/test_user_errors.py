@@ -127,8 +127,8 @@ def test_unknown_nested_and_top_level_keys_are_named(tmp_path, capsys):
         ),
         (["adapter.r=4"], "unknown key adapter.r; valid keys of adapter=full: name"),
         (
-            ["method.koleo_weight=0.1"],  # an iBOT / KoLeo key is DINOv2's only
-            "unknown key method.koleo_weight; valid keys of method=dinov1: name, head, ",
+            ["method.ibot.weight=0.1"],  # an iBOT key is DINOv2's only
+            "unknown key method.ibot; valid keys of method=dinov1: name, head, ",
         ),
         (
             ["method.centering=mean"],
