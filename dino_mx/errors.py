@@ -13,6 +13,7 @@ with a message that names the key or file and the valid choices; it never prints
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import sys
@@ -30,6 +31,25 @@ FULL_ERROR = "HYDRA_FULL_ERROR"  # Hydra's own switch for full tracebacks; --deb
 USER_ERROR_STATUS = 2
 
 F = TypeVar("F", bound=Callable[..., int])
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler on ``sys.stderr`` as it is when each record is written, not when the handler
+    was made: a caller (a test's capture, a notebook) may swap the stream in between."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def log_to_stderr() -> None:
+    """A command's INFO lines (what it read, what it chose) on stderr, as bare messages; once
+    per process (later calls keep the handler already set)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[_StderrHandler()])
 
 
 class UserError(Exception):

@@ -31,7 +31,7 @@ from dino_mx.checkpoint import (
     load_backbone_from_checkpoint,
     run_dir_of,
 )
-from dino_mx.errors import reports_errors
+from dino_mx.errors import log_to_stderr, reports_errors
 from dino_mx.model_card import DEFAULT_LICENSE, write_model_card
 from dino_mx.models.adapters import build_adapter
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "check the base model's and the data's terms",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_stderr()
     out = export_checkpoint(args.ckpt, args.out, args.which, args.license, args.checkpoint)
     print(out)
     return 0

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from torch import Tensor
 
-from dino_mx.errors import reports_errors
+from dino_mx.errors import log_to_stderr, reports_errors
 from dino_mx.eval.knn import DEFAULT_KS, knn_evaluate
 from dino_mx.eval.linear import DEFAULT_CS, linear_probe
 from dino_mx.eval.localize import evaluate_localize, format_localize
@@ -213,7 +213,7 @@ def _run(
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_stderr()
     print(command(args))
     return 0
 
