@@ -5,6 +5,7 @@ the message is one line naming the file or the last good checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import subprocess
@@ -109,7 +110,11 @@ def test_resuming_an_old_pickle_checkpoint_is_refused_without_unpickling(old_run
     assert listing() == before  # refused before the trainer wrote parameters.txt or tb/
 
 
-def test_eval_of_an_old_checkpoint_refuses_the_teacher_and_reads_the_student(old_run, capsys):
+def test_eval_of_an_old_checkpoint_refuses_the_teacher_and_reads_the_student(
+    old_run, capsys, monkeypatch
+):
+    # As in a fresh process: no handler left by an earlier test on a stream pytest has closed.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     assert eval_main(["knn", "--ckpt", str(old_run), "--device", "cpu", "--k", "5"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     err = "\n".join(line for line in lines if "using the latest checkpoint" not in line)
