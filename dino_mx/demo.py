@@ -101,12 +101,17 @@ def scores(tokens: str, cache_dir: Path | None = None, **network: Any) -> dict[s
     return row
 
 
-def data_overrides(data: DictConfig) -> list[str]:
-    """``data.KEY=VALUE`` for every key of a run's saved ``data`` config, so an untrained
-    baseline is evaluated on exactly the run's data (any format, root and statistics)."""
-    values = OmegaConf.to_container(data, resolve=True)
+def section_overrides(section: str, node: DictConfig, skip: tuple[str, ...] = ()) -> list[str]:
+    """``SECTION.KEY=VALUE`` for every key of a run's saved config section but ``skip``, so a
+    baseline is built and evaluated exactly as the run was (its data: any format, root and
+    statistics; its architecture)."""
+    values = OmegaConf.to_container(node, resolve=True)
     assert isinstance(values, dict)
-    return [f"data.{k}={json.dumps(v) if v is not None else 'null'}" for k, v in values.items()]
+    return [
+        f"{section}.{k}={'null' if v is None else json.dumps(v)}"
+        for k, v in values.items()
+        if k not in skip
+    ]
 
 
 def compare(run: Path, tokens: str) -> dict[str, dict[str, float]]:
@@ -118,10 +123,8 @@ def compare(run: Path, tokens: str) -> dict[str, dict[str, float]]:
     """
     cfg = OmegaConf.load(run / "config.yaml")
     name = cfg.model.name
-    model_overrides = [
-        f"model.{k}={'null' if v is None else v}" for k, v in cfg.model.items() if k != "name"
-    ]
-    data = data_overrides(cfg.data)
+    model_overrides = section_overrides("model", cfg.model, skip=("name",))
+    data = section_overrides("data", cfg.data)
     cache = run / "eval" / "features"
     return {
         "raw pixels": scores("cls", baseline="pixels", overrides=data, cache_dir=cache),

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from dino_mx import demo
+from tests.conftest import make_config
 
 # The published raw-pixel row (README Quickstart): the baseline does not depend on training.
 RAW_PIXELS = {"knn_val": 0.947, "knn_test": 0.843, "linear_val": 0.958, "linear_test": 0.849}
@@ -116,3 +117,18 @@ def test_demo_trains_and_prints_the_four_row_table(tmp_path):
         assert [round(v, 3) for v in saved["rows"][name].values()] == values
     assert (run / "eval" / "demo.md").read_text().splitlines() == table
     assert (run / "checkpoints" / "step_0000002").is_dir()
+
+
+def test_baselines_are_composed_on_the_runs_own_data_and_model():
+    # A run on another dataset: its saved sections, turned into overrides, compose back to them.
+    run = make_config(
+        "+experiment=pneumonia_cpu", "data=npz", "data.root=/data", "data.file=breast.npz",
+        "data.name=breast", "model.patch_size=7",
+    )  # fmt: skip
+    composed = make_config(
+        *demo.section_overrides("data", run.data),
+        *demo.section_overrides("model", run.model, skip=("name",)),
+        "model=vit_micro",
+    )
+    assert composed.data == run.data and composed.model == run.model
+    assert composed.data.format == "npz" and composed.model.patch_size == 7
