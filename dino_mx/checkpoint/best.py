@@ -38,6 +38,10 @@ class BestRecord:
         """``knn/val_accuracy_k20 0.830 at step 300``, for messages."""
         return f"{self.metric} {self.value:.3f} at step {self.step}"
 
+    def folder(self, run_dir: str | Path) -> Path:
+        """The checkpoint folder this record names in ``run_dir`` (it may be gone)."""
+        return Path(run_dir) / CHECKPOINTS / self.checkpoint
+
 
 def read_best(run_dir: str | Path) -> BestRecord | None:
     """The record ``best.json`` holds, else None (no pointer: no periodic evaluation ran).
@@ -63,10 +67,9 @@ def read_best(run_dir: str | Path) -> BestRecord | None:
 def best_checkpoint(run_dir: str | Path) -> Path | None:
     """The folder ``best.json`` names, else None (no pointer, or its folder is gone)."""
     record = read_best(run_dir)
-    if record is None:
+    if record is None or not record.folder(run_dir).is_dir():
         return None
-    folder = Path(run_dir) / CHECKPOINTS / record.checkpoint
-    return folder if folder.is_dir() else None
+    return record.folder(run_dir)
 
 
 def write_best(run_dir: str | Path, record: BestRecord) -> None:
@@ -92,8 +95,8 @@ class BestTracker:
     def __init__(self, run_dir: str | Path, metric: str):
         self.run_dir, self.metric = Path(run_dir), metric
         record = read_best(run_dir)
-        usable = record is not None and record.metric == metric
-        self.best = record if usable and best_checkpoint(run_dir) is not None else None
+        usable = record is not None and record.metric == metric and record.folder(run_dir).is_dir()
+        self.best = record if usable else None
 
     def value(self, scalars: Mapping[str, float]) -> float:
         """The metric among ``scalars``.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dino_mx.checkpoint.best import best_checkpoint, read_best
+from dino_mx.checkpoint.best import BestRecord, read_best
 from dino_mx.checkpoint.format import (
     CHECKPOINTS,
     COMPONENTS,
@@ -77,8 +77,7 @@ class CheckpointChoice:
     reason: str
 
 
-def _no_best(run_dir: Path) -> str:
-    record = read_best(run_dir)
+def _no_best(record: BestRecord | None) -> str:
     if record is None:
         return "no best checkpoint: the run had no periodic evaluation, trainer.eval_every=0"
     return f"its best checkpoint {record.checkpoint} is gone"
@@ -105,8 +104,8 @@ def choose_checkpoint(path: str | Path, prefer: str = "best") -> CheckpointChoic
             f"no checkpoint in {path}: expected {path / CHECKPOINTS}/{STEP_PREFIX}*/ (a run "
             f"directory) or a checkpoint folder holding {STUDENT_FILE}"
         )
-    best = best_checkpoint(path) if prefer == "best" else None
-    if best is not None and (record := read_best(path)) is not None:
+    record = read_best(path) if prefer == "best" else None
+    if record is not None and (best := record.folder(path)).is_dir():
         last = (
             "also the latest"
             if best == latest
@@ -115,7 +114,7 @@ def choose_checkpoint(path: str | Path, prefer: str = "best") -> CheckpointChoic
         reason = f"using the best checkpoint {best.name} of {path} ({record.describe()}; {last})"
         choice = CheckpointChoice(best, "best", reason)
     else:
-        why = "--checkpoint latest" if prefer == "latest" else _no_best(path)
+        why = "--checkpoint latest" if prefer == "latest" else _no_best(record)
         reason = f"using the latest checkpoint {latest.name} of {path} ({why})"
         choice = CheckpointChoice(latest, "latest", reason)
     log.info("%s", choice.reason)

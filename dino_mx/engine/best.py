@@ -15,7 +15,7 @@ from pathlib import Path
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
-from dino_mx.checkpoint import BestTracker, best_checkpoint
+from dino_mx.checkpoint import BestTracker
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class BestSelector:
 
     def keep(self) -> tuple[Path, ...]:
         """The folders a save's rotation spares: the best checkpoint (main process, who rotates)."""
-        best = best_checkpoint(self.run_dir) if self.tracker is not None else None
-        return (best,) if best is not None else ()
+        best = self.tracker.best if self.tracker is not None else None
+        return (best.folder(self.run_dir),) if best is not None else ()
 
     def record(self, ckpt_dir: Path, step: int, scalars: Mapping[str, float]) -> None:
         """Point ``best.json`` at ``ckpt_dir``, saved at ``step``, and log it (main process).
