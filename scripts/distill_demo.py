@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=1.0, help="distill.weight")
     args = parser.parse_args()
     out = Path(args.out)
-    common = ["trainer.resume=true", "trainer.progress=false"]
+    # No KoLeo: docs/distillation.md measured the recipe before pneumonia_cpu's gated KoLeo.
+    common = ["trainer.resume=true", "trainer.progress=false", "method.koleo_weight=0"]
 
     def steps(n: int) -> list[str]:
         return [f"trainer.max_steps={n}", f"trainer.save_every={n}"]

@@ -166,9 +166,10 @@ class MethodConfig:
     centering: Centering = Centering.softmax_center  # both losses (DINO, iBOT)
     dino_weight: float = 1.0  # weight of the CLS (DINO) loss
     koleo_weight: float = 0.0  # KoLeo on the student's global CLS features (dinov1: 0 = no term)
-    # [lo, hi] training images: koleo_weight up to lo, 0 from hi on, linear in between
-    # (dino_mx/engine/sizing.py); null: koleo_weight on any data
-    koleo_images: list[int] | None = None
+    # nats: koleo_weight scaled by clamp(1 - I / koleo_gate, 0, 1), I the teacher's information
+    # about the image (an EMA of batch minus per-sample target entropy; 0 in a collapse):
+    # KoLeo where the run collapses, none where it learns. null: koleo_weight throughout
+    koleo_gate: float | None = None
 
 
 @dataclass

@@ -49,22 +49,6 @@ def fit_batch(batch_size: int, n_images: int, replicas: int, min_updates: int) -
     return batch
 
 
-def koleo_weight(weight: float, n_images: int, lo: int, hi: int) -> float:
-    """KoLeo's weight on ``n_images``: ``weight`` up to ``lo`` images, 0 from ``hi`` on, linear
-    in between.
-
-    Why a ramp: KoLeo is what keeps a small set's features from drifting to one point (546
-    images, docs/transfer.md), and on a set large enough for DINO alone it costs k-NN accuracy
-    (PneumoniaMNIST's 4,708 images: 0.853 -> 0.798 at 0.5, 0.835 at 0.058); the two ends are
-    measured, the line between them is not.
-    """
-    if n_images <= lo:
-        return weight
-    if n_images >= hi:
-        return 0.0
-    return weight * (hi - n_images) / (hi - lo)
-
-
 def plan_steps(
     max_steps: int | None,
     epochs: float | None,

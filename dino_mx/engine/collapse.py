@@ -37,20 +37,24 @@ log = logging.getLogger(__name__)
 
 ON_COLLAPSE = ("warn", "stop", "off")
 MONITORS = ("teacher_entropy", "teacher_batch_entropy")
-KNOBS = ("method.teacher_temp", "method.momentum_teacher", "optim.lr", "method.head.out_dim")
+KNOBS = (
+    *("method.teacher_temp", "method.momentum_teacher", "optim.lr", "method.head.out_dim"),
+    "method.koleo_weight",
+)
 # Per kind: what the report says, and which way to turn each of KNOBS. A sharper teacher (lower
 # temperature) fights uniform output and a softer one a single prototype (DINO, Sec. 5.3); a
-# slower teacher and a lower lr steady both; the head size has no known right direction.
+# slower teacher and a lower lr steady both; the head size has no known right direction; KoLeo
+# pushes the images' features apart, the one thing that held small sets (docs/transfer.md).
 KINDS = {
     "uniform": (
         "teacher output near uniform: per-sample entropy",
         ">=",
-        ("lower", "raise", "lower", "resize"),
+        ("lower", "raise", "lower", "resize", "raise"),
     ),
     "onehot": (
         "teacher collapsed onto one prototype: batch entropy",
         "<=",
-        ("raise", "raise", "lower", "resize"),
+        ("raise", "raise", "lower", "resize", "raise"),
     ),
 }
 
@@ -195,6 +199,7 @@ def build_collapse_guard(
         "method.momentum_teacher": method.momentum_teacher,
         "optim.lr": optim.lr,
         "method.head.out_dim": method.head.out_dim,
+        "method.koleo_weight": method.koleo_weight,
     }
     return CollapseGuard(
         trainer.on_collapse,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from dino_mx.config import MethodConfig
-from dino_mx.losses.objective import Objective
+from dino_mx.losses.objective import InformationGate, Objective
 from dino_mx.losses.terms import DINOTerm, IBOTTerm, KoLeoTerm
 from dino_mx.models import Backbone, build_head
 from dino_mx.models.multicrop import MultiCropModel
@@ -51,6 +51,7 @@ def dinov1(cfg: MethodConfig | DictConfig, backbone: Backbone) -> MethodParts:
     objective = Objective({"dino": dino}, {"dino": cfg.dino_weight})
     if cfg.koleo_weight > 0:
         objective.add("koleo", KoLeoTerm(), cfg.koleo_weight)
+    _gate_koleo(objective, cfg)
     return MethodParts(student, objective, None)
 
 
@@ -72,7 +73,17 @@ def dinov2(cfg: MethodConfig | DictConfig, backbone: Backbone) -> MethodParts:
         tuple(ibot.mask_ratio_min_max), ibot.mask_sample_probability if ibot.weight > 0 else 0.0
     )
     student = MultiCropModel(backbone, head, ibot_head)
-    return MethodParts(student, Objective(terms, weights), masking)
+    objective = Objective(terms, weights)
+    _gate_koleo(objective, cfg)
+    return MethodParts(student, objective, masking)
+
+
+def _gate_koleo(objective: Objective, cfg: MethodConfig | DictConfig) -> None:
+    """``method.koleo_gate``: KoLeo's weight follows the teacher's information about the image
+    (:class:`~dino_mx.losses.objective.InformationGate`)."""
+    gate = cfg.get("koleo_gate")
+    if gate is not None and "koleo" in objective.weights:
+        objective.gate("koleo", InformationGate(gate))
 
 
 @dataclass(frozen=True)

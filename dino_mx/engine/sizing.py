@@ -21,31 +21,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from dino_mx.checkpoint.format import CONFIG_FILE
 from dino_mx.data import build_dataset
-from dino_mx.engine.budget import Budget, fit_batch, koleo_weight, minutes_cap, plan_steps
+from dino_mx.engine.budget import Budget, fit_batch, minutes_cap, plan_steps
 
 log = logging.getLogger(__name__)
 
 
 def size_from_data(cfg: DictConfig, processes: int, is_main: bool = True) -> DictConfig:
     """A copy of ``cfg`` with the batch fitted to the data (``trainer.min_updates_per_epoch``,
-    lr scaled with it), ``trainer.max_steps`` from ``trainer.epochs`` and the KoLeo weight from
-    ``method.koleo_images``; each change logged."""
+    lr scaled with it) and ``trainer.max_steps`` from ``trainer.epochs``; each change logged."""
     t = cfg.trainer
-    koleo_images = cfg.method.get("koleo_images")
-    if t.min_updates_per_epoch <= 0 and t.epochs is None and koleo_images is None:
+    if t.min_updates_per_epoch <= 0 and t.epochs is None:
         return cfg
     sized = copy.deepcopy(cfg)
     t, o = sized.trainer, sized.optim
     n_images = len(build_dataset(cfg.data, "train"))  # type: ignore[arg-type]
     replicas = processes * t.grad_accum
-    if koleo_images is not None:
-        weight = koleo_weight(sized.method.koleo_weight, n_images, *koleo_images)
-        _say(
-            is_main,
-            f"method.koleo_weight = {weight:.3g}: {sized.method.koleo_weight:g} on "
-            f"{n_images} images (method.koleo_images={list(koleo_images)})",
-        )
-        sized.method.koleo_weight = weight
     if t.min_updates_per_epoch > 0:
         batch = fit_batch(t.batch_size, n_images, replicas, t.min_updates_per_epoch)
         if batch != t.batch_size:

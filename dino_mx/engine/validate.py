@@ -74,7 +74,11 @@ RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
     (POSITIVE, lambda v: _finite(v) and v > 0, "a finite number > 0"),
     (PROBABILITIES, lambda v: _finite(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     (BELOW_ONE, lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
-    (("trainer.epochs", "trainer.budget_min"), lambda v: _finite(v) and v > 0, "a number > 0"),
+    (
+        ("trainer.epochs", "trainer.budget_min", "method.koleo_gate"),
+        lambda v: _finite(v) and v > 0,
+        "a number > 0",
+    ),
     (("augment.hue",), lambda v: _finite(v) and 0 <= v <= 0.5, "in [0, 0.5]"),
     (("augment.roi_jitter",), lambda v: _finite(v) and 0 <= v < 0.5, "in [0, 0.5)"),
     (
@@ -100,7 +104,6 @@ PAIR_RULES: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
         "[lo, hi] with 0 <= lo <= hi <= 1",
     ),
     (("augment.roi_scale",), _pair(lambda lo, hi: 0 < lo <= hi), "[lo, hi] with 0 < lo <= hi"),
-    (("method.koleo_images",), _pair(lambda lo, hi: 0 < lo < hi), "[lo, hi] with 0 < lo < hi"),
 ]
 
 

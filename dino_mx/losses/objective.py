@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from dino_mx.data.views import Views
@@ -38,9 +39,16 @@ class Term(nn.Module, ABC):
     ) -> Tensor:
         """The term's scalar loss for one micro-batch (unweighted)."""
 
+    def targets(self, teacher: MultiCropOutput, teacher_temp: float) -> list[Tensor] | None:
+        """The teacher's (B, K) target distributions per global crop, for a term that has them
+        (DINO's CLS targets; default: none). They feed the collapse monitors and the gates."""
+        return None
+
     def monitors(self, teacher: MultiCropOutput, teacher_temp: float) -> dict[str, float]:
-        """Collapse monitors of the teacher's targets, when the step logs (default: none)."""
-        return {}
+        """Collapse monitors of the teacher's targets, when the step logs (default: the
+        entropies of :meth:`targets`, none without them)."""
+        probs = self.targets(teacher, teacher_temp)
+        return {} if probs is None else teacher_entropies(probs)
 
     def state_monitors(self) -> dict[str, float]:
         """Scalars of the term's state worth logging (centre norms; default: none)."""
@@ -63,8 +71,60 @@ class ObjectiveOutput:
     monitors: dict[str, float] = field(default_factory=dict)
 
 
+class InformationGate(nn.Module):
+    """Scales a term's weight by how little the teacher's targets tell the images apart.
+
+    The teacher's information about the image, ``I = H(mean_b p_b) - mean_b H(p_b)`` nats over
+    a batch of targets ``p_b`` (the batch entropy minus the mean per-sample entropy: the mutual
+    information between an image of the batch and its prototype), is 0 in both of DINO's
+    collapses — every image gets the same target, uniform or one prototype — and 1-2 nats in
+    runs that learn (docs/transfer.md). The gate keeps an EMA of ``I`` and gives the factor
+    ``clamp(1 - I / nats, 0, 1)``: nothing while ``I >= nats``, the full weight at ``I = 0``.
+    On KoLeo (``method.koleo_gate``) it is a regulariser that acts where the run needs it: a
+    dataset whose teacher drifts to uniform outputs gets it, one that learns without it does not.
+
+    Args:
+        nats: Information at and above which the factor is 0 (> 0).
+        momentum: EMA momentum of ``I`` per micro-batch (the DINO centre's 0.9: ~10 batches).
+
+    The EMA is a buffer: checkpointed with the objective, so a resumed run gates as it would have.
+    Under several processes ``I`` is averaged over them first, so every process weighs alike.
+    """
+
+    def __init__(self, nats: float, momentum: float = 0.9):
+        super().__init__()
+        if not nats > 0:
+            raise ValueError(f"the gate's information threshold must be > 0 nats, got {nats}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"the gate's momentum must be in [0, 1), got {momentum}")
+        self.nats, self.momentum = float(nats), float(momentum)
+        self.register_buffer("information", torch.tensor(float("nan")))  # NaN: no batch yet
+        # A checkpoint saved before the gate existed resumes with a fresh one.
+        self._register_load_state_dict_pre_hook(self._fresh_if_missing)
+
+    def _fresh_if_missing(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        state.setdefault(prefix + "information", self.information.clone())
+
+    @torch.no_grad()
+    def forward(self, information: Tensor) -> Tensor:
+        """Update the EMA with this batch's ``information`` (scalar, nats); the factor."""
+        now = information.detach().float().reshape(()).to(self.information.device)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(now)  # gloo has no AVG
+            now = now / dist.get_world_size()
+        m = self.momentum
+        first = torch.isnan(self.information)
+        self.information.copy_(torch.where(first, now, m * self.information + (1 - m) * now))
+        return self.factor()
+
+    def factor(self) -> Tensor:
+        """``clamp(1 - EMA / nats, 0, 1)``; 0 before the first batch."""
+        return (1.0 - self.information / self.nats).nan_to_num(0.0).clamp(0.0, 1.0)
+
+
 class Objective(nn.Module):
-    """``sum_i weight_i * term_i``, the self-distillation terms first.
+    """``sum_i weight_i * term_i``, the self-distillation terms first; a gated term's weight is
+    also scaled by its :class:`InformationGate`, fed by the first term that has teacher targets.
 
     Args:
         terms: Name -> term, in the order they are summed and logged.
@@ -74,6 +134,7 @@ class Objective(nn.Module):
     def __init__(self, terms: Mapping[str, Term], weights: Mapping[str, float]):
         super().__init__()
         self.weights: dict[str, float] = {}
+        self.gates = nn.ModuleDict()  # term name -> InformationGate
         for name, term in terms.items():
             self.add(name, term, weights[name])
         # Checkpoints of dino-mx before the objective named DINOv1's centre `center`.
@@ -83,6 +144,12 @@ class Objective(nn.Module):
         """Append a term (the distillation term is added after the method's own)."""
         self.add_module(name, term)
         self.weights[name] = float(weight)
+
+    def gate(self, name: str, gate: InformationGate) -> None:
+        """Scale term ``name``'s weight by ``gate`` (``method.koleo_gate``)."""
+        if name not in self.weights:
+            raise ValueError(f"no term '{name}' to gate; terms: {', '.join(self.weights)}")
+        self.gates[name] = gate
 
     def terms(self) -> dict[str, Term]:
         return {name: term for name, term in self.named_children() if isinstance(term, Term)}
@@ -101,29 +168,56 @@ class Objective(nn.Module):
         if monitor:
             for term in terms.values():
                 monitors |= term.monitors(teacher, teacher_temp)
+        # The gates read the targets before the terms update their centres.
+        weights = {**self.weights, **self._gated_weights(teacher, teacher_temp)}
         values = {
             name: t.compute(student, teacher, views, teacher_temp) for name, t in terms.items()
         }
         own = [n for n, t in terms.items() if t.self_distillation]
-        loss = sum(self.weights[n] * values[n] for n in own)
+        loss = sum(weights[n] * values[n] for n in own)
         logged = {n: v.detach() for n, v in values.items()}
         others = [n for n in terms if n not in own]
         if others:
             logged["self"] = loss.detach()
-            loss = loss + sum(self.weights[n] * values[n] for n in others)
+            loss = loss + sum(weights[n] * values[n] for n in others)
         return ObjectiveOutput(loss, logged, monitors)
+
+    def _gated_weights(self, teacher: MultiCropOutput, teacher_temp: float) -> dict[str, Any]:
+        """Each gated term's weight times its gate's factor (a 0-d tensor: no device sync)."""
+        if not len(self.gates):
+            return {}
+        for term in self.terms().values():
+            probs = term.targets(teacher, teacher_temp)
+            if probs is not None:
+                break
+        else:
+            raise ValueError("a gated term needs a term with teacher targets (dino)")
+        information = teacher_information(probs)
+        return {name: self.weights[name] * gate(information) for name, gate in self.gates.items()}
 
     def state_monitors(self) -> dict[str, float]:
         """Every term's state monitors (centre norms)."""
         out: dict[str, float] = {}
         for term in self.terms().values():
             out |= term.state_monitors()
+        for name, gate in self.gates.items():  # the EMA the gates read, and each one's factor
+            out["teacher_information"] = gate.information.item()
+            out[f"{name}_gate"] = gate.factor().item()
         return out
 
 
 def _rename_legacy_center(state: dict[str, Any], prefix: str, *args: Any) -> None:
     if prefix + "center" in state and prefix + "dino.center" not in state:
         state[prefix + "dino.center"] = state.pop(prefix + "center")
+
+
+def _entropies(probs: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(mean per-sample entropy, entropy of the mean) of (B, K) distributions, in nats."""
+    p = torch.cat(probs).float()  # (n_views * B, K)
+    per_sample = -(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean()
+    mean = p.mean(0)
+    batch = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+    return per_sample, batch
 
 
 @torch.no_grad()
@@ -134,8 +228,13 @@ def teacher_entropies(probs: list[Tensor]) -> dict[str, float]:
     ``teacher_batch_entropy``: the entropy of the batch-mean distribution (0 when every sample
     picks one prototype).
     """
-    p = torch.cat(probs).float()  # (n_views * B, K)
-    per_sample = -(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean()
-    mean = p.mean(0)
-    batch = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+    per_sample, batch = _entropies(probs)
     return {"teacher_entropy": per_sample.item(), "teacher_batch_entropy": batch.item()}
+
+
+@torch.no_grad()
+def teacher_information(probs: list[Tensor]) -> Tensor:
+    """The batch entropy minus the mean per-sample entropy of (B, K) targets: how many nats a
+    target says about which image it came from (0 in either collapse; <= log B). 0-d tensor."""
+    per_sample, batch = _entropies(probs)
+    return batch - per_sample

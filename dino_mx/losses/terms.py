@@ -15,7 +15,7 @@ from dino_mx.losses.dino import DINOLoss
 from dino_mx.losses.distill import DistillLoss
 from dino_mx.losses.ibot import iBOTPatchLoss
 from dino_mx.losses.koleo import KoLeoLoss
-from dino_mx.losses.objective import Term, teacher_entropies
+from dino_mx.losses.objective import Term
 from dino_mx.models.multicrop import MultiCropOutput, encode_cls
 
 
@@ -28,8 +28,8 @@ class DINOTerm(DINOLoss, Term):
     ) -> Tensor:
         return self(student.cls_logits, teacher.cls_logits, teacher_temp)
 
-    def monitors(self, teacher: MultiCropOutput, teacher_temp: float) -> dict[str, float]:
-        return teacher_entropies(self.teacher_probs(teacher.cls_logits, teacher_temp))
+    def targets(self, teacher: MultiCropOutput, teacher_temp: float) -> list[Tensor]:
+        return self.teacher_probs(teacher.cls_logits, teacher_temp)
 
     def state_monitors(self) -> dict[str, float]:
         if self.centering != "softmax_center":

@@ -42,9 +42,12 @@ def test_a_run_needs_some_length():
     assert not problems(
         make_config("+experiment=smoke", "trainer.max_steps=null", "trainer.epochs=1")
     )
-    bad = make_config("+experiment=smoke", "trainer.epochs=0", "trainer.budget_min=-1")
+    bad = make_config(
+        "+experiment=smoke", "trainer.epochs=0", "trainer.budget_min=-1", "method.koleo_gate=0"
+    )
     found = " ".join(problems(bad))
     assert "trainer.epochs=0" in found and "trainer.budget_min=-1" in found
+    assert "method.koleo_gate=0.0: must be a number > 0" in found
 
 
 @pytest.mark.slow
@@ -98,15 +101,6 @@ def test_sizing_derives_batch_lr_steps_and_evaluations_from_the_data():
     )
     assert small.trainer.batch_size == 4 and small.optim.lr == pytest.approx(5e-4)
     assert small.trainer.max_steps == 4  # no epochs: the length stays
-
-
-def test_koleo_weight_falls_as_the_data_grows_past_koleo_images():
-    base = ("+experiment=smoke", "method.koleo_weight=0.5")
-    sized = size_from_data(make_config(*base, "method.koleo_images=[546,4708]"), 1)
-    assert sized.method.koleo_weight == 0.0  # the bundled 4,708 images: none
-    kept = size_from_data(make_config(*base, "method.koleo_images=[5000,9000]"), 1)
-    assert kept.method.koleo_weight == 0.5  # a set of koleo_images or fewer: as given
-    assert size_from_data(make_config(*base), 1).method.koleo_weight == 0.5
 
 
 def test_a_budget_in_minutes_caps_a_fresh_run_and_keeps_a_resumed_one(tmp_path):

@@ -50,6 +50,7 @@ def test_uniform_for_the_whole_window_fires_once_naming_the_knobs():
         "method.momentum_teacher",
         "optim.lr",
         "method.head.out_dim",
+        "method.koleo_weight",
     ):
         assert knob in message
     assert "lower method.teacher_temp (now 0.07)" in message and "optim.lr (now 0.0005)" in message
@@ -133,6 +134,7 @@ def test_builder_reads_the_trainer_method_and_optim_keys():
         "method.momentum_teacher": cfg.method.momentum_teacher,
         "optim.lr": cfg.optim.lr,
         "method.head.out_dim": 64,
+        "method.koleo_weight": 0.0,
     }
 
 

@@ -62,7 +62,11 @@ def state(ckpt):
 
 @pytest.mark.slow
 def test_dinov2_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, smoke_config):
-    common = ("method=dinov2", "method.ibot.separate_head=true", "trainer.save_every=2")
+    # With the KoLeo gate: its EMA is loss state, restored so the resumed weights match too.
+    common = (
+        *("method=dinov2", "method.ibot.separate_head=true", "trainer.save_every=2"),
+        "method.koleo_gate=1",
+    )
     straight = tmp_path / "straight"
     train(smoke_config(straight, *common, "trainer.keep_last=0"), straight)  # 4 steps
     resumed = tmp_path / "resumed"
@@ -190,6 +194,10 @@ def test_dinov1_has_no_ibot_and_koleo_only_when_weighted():
     parts = get_method("dinov1").build(cfg, backbone)
     assert list(parts.objective.terms()) == ["dino", "koleo"]
     assert parts.objective.weights["koleo"] == 0.5 and parts.masking is None
+    assert not parts.objective.gates  # koleo_gate null: the weight throughout
+    recipe = make_config("+experiment=pneumonia_cpu").method
+    gated = get_method("dinov1").build(recipe, backbone).objective
+    assert list(gated.gates) == ["koleo"] and gated.gates["koleo"].nats == recipe.koleo_gate == 1.0
 
 
 @pytest.mark.parametrize("centering", ["softmax_center", "sinkhorn_knopp"])

@@ -34,7 +34,15 @@ def torchrun(*args, cwd):
 @pytest.mark.dist
 @pytest.mark.parametrize(
     "overrides",
-    [(), ("method=dinov2", "method.ibot.separate_head=true", "model.arch=dinov2")],
+    [
+        (),
+        (
+            "method=dinov2",
+            "method.ibot.separate_head=true",
+            "model.arch=dinov2",
+            "method.koleo_gate=1",
+        ),
+    ],
     ids=["dinov1", "dinov2"],
 )
 @pytest.mark.slow
@@ -52,7 +60,7 @@ def test_two_processes_train_to_identical_weights_with_a_shared_centre(tmp_path,
         for key in r0[part]:
             assert torch.equal(r0[part][key], r1[part][key]), (part, key)
     # Each rank saw different images, so equal centres mean they were averaged across ranks
-    # (dinov2: the CLS centre and the iBOT patch centre).
+    # (dinov2: the CLS centre and the iBOT patch centre, and the KoLeo gate's information EMA).
     assert r0["loss"].keys() == r1["loss"].keys() and r0["loss"]
     for key, center in r0["loss"].items():
         assert torch.equal(center, r1["loss"][key]) and center.abs().sum() > 0, key

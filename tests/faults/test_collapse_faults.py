@@ -110,6 +110,22 @@ def test_one_prototype_stop_ends_the_run_early(tmp_path, smoke_config, caplog):
     [line] = collapse_lines(caplog)
     assert line.startswith("teacher collapsed onto one prototype: batch entropy 0.000 <= 0.1 log K")
     assert "raise method.teacher_temp (now 0.01)" in line and "lower optim.lr (now 0.01)" in line
+    assert "raise method.koleo_weight (now 0)" in line  # the smoke config has no KoLeo
     # Saved every 2 steps: step_0000002 before the report, nothing after it.
     assert [p.name for p in list_checkpoints(run)] == ["step_0000002"]
     assert load_component(latest_checkpoint(run), "train_state")["step"] == 2
+
+
+def test_a_uniform_teacher_opens_the_koleo_gate_in_a_real_run(tmp_path, smoke_config):
+    run = tmp_path / "run"
+    gated = ("method.koleo_weight=0.5", "method.koleo_gate=1", "trainer.max_steps=3")
+    train(smoke_config(run, *UNIFORM, *gated), run)
+    entries = logged_steps(run)
+    assert len(entries) == 3
+    for e in entries:
+        # Every target alike: the teacher says ~0 nats about the image, the gate is wide open
+        # and KoLeo counts at 0.5 x the gate's factor in the loss that trained.
+        assert e["teacher_information"] == pytest.approx(0.0, abs=1e-3)
+        assert e["koleo_gate"] == pytest.approx(1.0 - e["teacher_information"])
+        expected = e["loss/dino"] + 0.5 * e["koleo_gate"] * e["loss/koleo"]
+        assert e["loss"] == pytest.approx(expected, rel=1e-5)
