@@ -235,6 +235,7 @@ def teacher_entropies(probs: list[Tensor]) -> dict[str, float]:
 @torch.no_grad()
 def teacher_information(probs: list[Tensor]) -> Tensor:
     """The batch entropy minus the mean per-sample entropy of (B, K) targets: how many nats a
-    target says about which image it came from (0 in either collapse; <= log B). 0-d tensor."""
+    target says about which image it came from (0 in either collapse; at most log of the row
+    count). 0-d tensor."""
     per_sample, batch = _entropies(probs)
     return batch - per_sample
