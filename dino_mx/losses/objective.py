@@ -44,12 +44,6 @@ class Term(nn.Module, ABC):
         (DINO's CLS targets; default: none). They feed the collapse monitors and the gates."""
         return None
 
-    def monitors(self, teacher: MultiCropOutput, teacher_temp: float) -> dict[str, float]:
-        """Collapse monitors of the teacher's targets, when the step logs (default: the
-        entropies of :meth:`targets`, none without them)."""
-        probs = self.targets(teacher, teacher_temp)
-        return {} if probs is None else teacher_entropies(probs)
-
     def state_monitors(self) -> dict[str, float]:
         """Scalars of the term's state worth logging (centre norms; default: none)."""
         return {}
@@ -162,14 +156,21 @@ class Objective(nn.Module):
         teacher_temp: float,
         monitor: bool = False,
     ) -> ObjectiveOutput:
-        """The weighted total of every term; ``monitor`` also returns the terms' monitors."""
+        """The weighted total of every term; ``monitor`` also returns the collapse monitors of the
+        teacher's targets (:func:`teacher_entropies`)."""
         terms = self.terms()
-        monitors: dict[str, float] = {}
-        if monitor:
-            for term in terms.values():
-                monitors |= term.monitors(teacher, teacher_temp)
-        # The gates read the targets before the terms update their centres.
-        weights = {**self.weights, **self._gated_weights(teacher, teacher_temp)}
+        # The targets are read once, before the terms update their centres, for the monitors
+        # and the gates (under Sinkhorn-Knopp each read is a solve with its own all-reduces).
+        probs = self._targets(terms, teacher, teacher_temp) if monitor or self.gates else None
+        monitors = teacher_entropies(probs) if monitor and probs is not None else {}
+        weights: dict[str, Any] = dict(self.weights)
+        if self.gates:
+            if probs is None:
+                raise ValueError("a gated term needs a term with teacher targets (dino)")
+            information = teacher_information(probs)
+            weights |= {
+                name: weights[name] * gate(information) for name, gate in self.gates.items()
+            }
         values = {
             name: t.compute(student, teacher, views, teacher_temp) for name, t in terms.items()
         }
@@ -182,18 +183,16 @@ class Objective(nn.Module):
             loss = loss + sum(weights[n] * values[n] for n in others)
         return ObjectiveOutput(loss, logged, monitors)
 
-    def _gated_weights(self, teacher: MultiCropOutput, teacher_temp: float) -> dict[str, Any]:
-        """Each gated term's weight times its gate's factor (a 0-d tensor: no device sync)."""
-        if not len(self.gates):
-            return {}
-        for term in self.terms().values():
+    @staticmethod
+    def _targets(
+        terms: Mapping[str, Term], teacher: MultiCropOutput, teacher_temp: float
+    ) -> list[Tensor] | None:
+        """The first term's teacher targets that has them (the DINO term's), else None."""
+        for term in terms.values():
             probs = term.targets(teacher, teacher_temp)
             if probs is not None:
-                break
-        else:
-            raise ValueError("a gated term needs a term with teacher targets (dino)")
-        information = teacher_information(probs)
-        return {name: self.weights[name] * gate(information) for name, gate in self.gates.items()}
+                return probs
+        return None
 
     def state_monitors(self) -> dict[str, float]:
         """Every term's state monitors (centre norms)."""

@@ -115,3 +115,22 @@ def test_the_gates_ema_is_checkpointed_and_an_older_checkpoint_resumes_with_a_fr
     fresh = _gated(nats=1.0)
     fresh.load_state_dict(older)  # strict: the missing EMA is filled in, not an error
     assert torch.isnan(fresh.gates["k"].information)
+
+
+def test_a_step_reads_the_teacher_targets_once_for_monitors_and_gates():
+    reads = []
+
+    class Counted(DINOTerm):
+        def targets(self, teacher, teacher_temp):
+            reads.append(1)
+            return super().targets(teacher, teacher_temp)
+
+    objective = Objective({"dino": Counted(4), "k": Constant(3.0)}, {"dino": 1.0, "k": 0.5})
+    objective.gate("k", InformationGate(1.0))
+    same = MultiCropOutput([torch.zeros(4, 4)] * 2, torch.zeros(8, 3))
+    out = objective(same, same, VIEWS, 0.04, monitor=True)
+    assert len(reads) == 1 and out.monitors["teacher_entropy"] == pytest.approx(math.log(4))
+    ungated = Objective({"k": Constant(3.0)}, {"k": 0.5})
+    ungated.gate("k", InformationGate(1.0))
+    with pytest.raises(ValueError, match="needs a term with teacher targets"):
+        ungated(same, same, VIEWS, 0.04)
